@@ -1,0 +1,90 @@
+"""DVC adapter: the dvc CLI for commands a user would run, the cache layout for reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from ..errors import IntegrityError, StoreError
+
+ENV = {"DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def dvc_bin() -> str:
+    """The dvc executable next to this Python, else the one on PATH."""
+    here = Path(sys.executable).with_name("dvc")
+    return str(here) if here.exists() else "dvc"
+
+
+def dvc(args: list[str], cwd: str | Path, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    """Run the dvc CLI; raise StoreError naming DVC's last error line on failure."""
+    env = {**os.environ, **ENV}
+    # Stage commands run 'python …': make it this interpreter, whatever PATH says.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run([dvc_bin(), *args], cwd=cwd, env=env, text=True,
+                          capture_output=capture)
+    if check and proc.returncode != 0:
+        lines = [ln for ln in ((proc.stderr or "") + (proc.stdout or "")).splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "ERROR" in ln or "error:" in ln]
+        raise StoreError(f"dvc {args[0]} failed: {(errors or lines or ['exit ' + str(proc.returncode)])[-1].strip()}")
+    return proc
+
+
+def lock_outs(lock_text: bytes | str | None) -> dict[str, dict[str, dict]]:
+    """Map stage -> out path -> {md5, size, nfiles, hash} from dvc.lock text."""
+    if not lock_text:
+        return {}
+    data = yaml.safe_load(lock_text) or {}
+    out: dict[str, dict[str, dict]] = {}
+    for stage, body in (data.get("stages") or {}).items():
+        out[stage] = {o["path"]: o for o in body.get("outs", [])}
+    return out
+
+
+def cache_dir(root: str | Path) -> Path:
+    """The DVC cache directory of the store (honours a configured cache.dir)."""
+    proc = dvc(["cache", "dir"], cwd=root, check=False)
+    if proc.returncode == 0 and proc.stdout.strip():
+        return Path(proc.stdout.strip())
+    return Path(root) / ".dvc" / "cache"
+
+
+def cache_path(cache: Path, md5: str) -> Path:
+    """Where DVC 3 keeps an object with this md5 ('.dir' suffix included for trees)."""
+    return cache / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def dir_listing(cache: Path, md5_dir: str) -> list[dict]:
+    """Entries {relpath, md5} of a cached directory object."""
+    path = cache_path(cache, md5_dir)
+    if not path.is_file():
+        raise IntegrityError(f"DVC cache object {md5_dir}", "missing from the local cache")
+    return json.loads(path.read_text())
+
+
+def materialise(cache: Path, md5_dir: str, dest: Path, read_only: bool = True) -> list[str]:
+    """Link (or copy) a cached directory's files into dest; return relative paths."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    names = []
+    for entry in dir_listing(cache, md5_dir):
+        src = cache_path(cache, entry["md5"])
+        if not src.is_file():
+            raise IntegrityError(f"{entry['relpath']} ({entry['md5']})", "missing from the local DVC cache")
+        target = dest / entry["relpath"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, target)
+        except OSError:
+            shutil.copy2(src, target)
+        if read_only:
+            os.chmod(target, 0o444)
+        names.append(entry["relpath"])
+    return names

@@ -1,0 +1,89 @@
+"""Model adapter: build the scratch base, load a generation, save safetensors weights.
+
+Only this module and the training/eval adapters import torch and transformers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ParamsError, UnsafeWeightsError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>", "unk_token": "<|unk|>"}
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
+    """Train a byte-level BPE tokenizer on texts and save it as a fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(sorted(set(texts)), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_scratch(out_dir: str | Path, seed: int, arch: dict, texts: list[str]) -> Path:
+    """Make a tiny Llama from a seed with a tokenizer trained on texts; save it to out_dir."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = train_tokenizer(texts, arch["vocab_size"], out_dir)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=arch["hidden_size"], intermediate_size=arch["intermediate_size"],
+        num_hidden_layers=arch["num_layers"], num_attention_heads=arch["num_heads"],
+        num_key_value_heads=arch["num_heads"], max_position_embeddings=arch["max_position"],
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """Refuse a model directory that is missing or holds anything but safetensors weights."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ParamsError("base", f"model directory {path} does not exist",
+                          "Set 'base' to a local directory with config.json and *.safetensors, or 'scratch'.")
+    if not (path / "config.json").is_file():
+        raise ParamsError("base", f"{path} has no config.json", "Point 'base' at a transformers model directory.")
+    from ..safety import check_weights_dir
+
+    weights = check_weights_dir(path)
+    if not weights:
+        raise UnsafeWeightsError(str(path), "no *.safetensors weights found")
+    return path
+
+
+def load(path: str | Path, device: str = "cpu", dtype: str | None = None):
+    """Load (model, tokenizer) from a local directory, safetensors only, never from a hub."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = check_model_dir(path)
+    torch_dtype = getattr(torch, dtype) if dtype else torch.float32
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        path, local_files_only=True, use_safetensors=True, dtype=torch_dtype,
+    ).to(device)
+    model.eval()
+    return model, tok

@@ -1,0 +1,166 @@
+"""Data records and the data gate: parse deltas, refuse what must not reach training, sample replay.
+
+A delta is a JSONL file of records. Training records have ``text`` or ``prompt`` + ``completion``;
+probe records (``kind: probe``) are never trained on and become the eval sets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MalformedDataError, NotWhitelistedError, SecretFoundError, UnsafePathError
+from .safety import check_store_path, glob_match, scan_secrets
+
+TRAIN_KINDS = {"narrative", "qa", "voice", "law", "text"}
+PROBE_KINDS = {"recall", "generalize", "tone", "law"}
+DELTA_RE = re.compile(r"^d(\d{3})-[A-Za-z0-9_.-]+\.jsonl$")
+STRATEGIES = ("uniform", "recent_weighted", "high_score_weighted")
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One registered data delta: its id, path, hash and records."""
+
+    id: str
+    path: str
+    sha256: str
+    records: tuple
+
+    @property
+    def train_records(self) -> list[dict]:
+        return [r for r in self.records if r.get("kind") != "probe"]
+
+    def probes(self, kind: str) -> list[dict]:
+        return [dict(r, delta=self.id) for r in self.records if r.get("kind") == "probe" and r.get("probe") == kind]
+
+
+def _fail(path: str, line: int, problem: str):
+    raise MalformedDataError(path, line, problem)
+
+
+def validate_record(rec, path: str, line: int, max_chars: int) -> dict:
+    """Check one parsed line; raise MalformedDataError naming file and line."""
+    if not isinstance(rec, dict):
+        _fail(path, line, "not a JSON object")
+    kind = rec.get("kind", "text")
+    source = rec.get("source")
+    if not isinstance(source, str) or not source:
+        _fail(path, line, "missing 'source' (a string naming where the record came from)")
+    if source.startswith("/") or ".." in source.split("/") or "\\" in source:
+        raise UnsafePathError(f"{path}:{line} source {source!r}", "source escapes the store")
+    score = rec.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        _fail(path, line, "'score' must be a number")
+    if kind == "probe":
+        probe = rec.get("probe")
+        if probe not in PROBE_KINDS:
+            _fail(path, line, f"probe kind {probe!r} is not one of {sorted(PROBE_KINDS)}")
+        if probe in ("recall", "generalize"):
+            choices, answer = rec.get("choices"), rec.get("answer")
+            if not isinstance(rec.get("prompt"), str) or not isinstance(choices, list) or len(choices) < 2 \
+                    or not all(isinstance(c, str) for c in choices) \
+                    or isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+                _fail(path, line, f"{probe} probe needs 'prompt', 'choices' (>=2 strings) and 'answer' (an index)")
+        elif probe == "tone" and not isinstance(rec.get("text"), str):
+            _fail(path, line, "tone probe needs 'text'")
+        elif probe == "law":
+            rule = rec.get("rule")
+            if not isinstance(rec.get("prompt"), str) or not isinstance(rule, dict) or not rule \
+                    or set(rule) - {"must_match", "must_not_match"}:
+                _fail(path, line, "law probe needs 'prompt' and 'rule' with must_match / must_not_match")
+            for pattern in rule.values():
+                try:
+                    re.compile(pattern)
+                except (re.error, TypeError):
+                    _fail(path, line, f"law rule pattern {pattern!r} is not a valid regex")
+    else:
+        if kind not in TRAIN_KINDS:
+            _fail(path, line, f"kind {kind!r} is not one of {sorted(TRAIN_KINDS | {'probe'})}")
+        has_text = isinstance(rec.get("text"), str)
+        has_pair = isinstance(rec.get("prompt"), str) and isinstance(rec.get("completion"), str)
+        if not (has_text or has_pair):
+            _fail(path, line, "needs 'text' or both 'prompt' and 'completion'")
+    size = sum(len(v) for v in rec.values() if isinstance(v, str))
+    if size > max_chars:
+        _fail(path, line, f"record has {size} characters, over policy.data.max_record_chars={max_chars}")
+    return rec
+
+
+def read_delta(root: Path, rel: str, rules) -> Delta:
+    """Apply the data gate to one delta file and parse it."""
+    import hashlib
+
+    if glob_match(rel, list(rules.forbidden)):
+        raise UnsafePathError(rel, f"matches a forbidden pattern {list(rules.forbidden)}")
+    if not glob_match(rel, list(rules.whitelist)):
+        raise NotWhitelistedError(rel, list(rules.whitelist))
+    full = check_store_path(root, rel)
+    raw = full.read_bytes()
+    records = []
+    for number, line in enumerate(raw.decode("utf-8", errors="strict").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            _fail(rel, number, f"unparsable JSON ({exc.msg})")
+        rec = validate_record(rec, rel, number, rules.max_record_chars)
+        for value in rec.values():
+            if isinstance(value, str):
+                found = scan_secrets(value)
+                if found:
+                    raise SecretFoundError(rel, number, found[0][0])
+        records.append(rec)
+    match = DELTA_RE.match(Path(rel).name)
+    delta_id = Path(rel).stem if match else Path(rel).stem
+    return Delta(delta_id, rel, hashlib.sha256(raw).hexdigest(), tuple(records))
+
+
+def list_deltas(root: Path, deltas_dir: Path) -> list[str]:
+    """Relative paths of every data file in the deltas directory, sorted (delta order)."""
+    base = root / deltas_dir
+    if not base.exists():
+        return []
+    out = []
+    for path in sorted(base.rglob("*")):
+        if path.name in (".gitignore",) or path.suffix == ".dvc":
+            continue
+        if path.is_dir() and not path.is_symlink():
+            continue
+        out.append(path.relative_to(root).as_posix())
+    return out
+
+
+def training_text(rec: dict) -> str:
+    """The text a record contributes to causal-LM training."""
+    return rec["text"] if "text" in rec else rec["prompt"] + rec["completion"]
+
+
+def sample_replay(deltas: list[Delta], count: int, strategy: str, seed: int) -> list[dict]:
+    """Sample `count` training records from earlier deltas, without replacement.
+
+    uniform: every record alike; recent_weighted: later deltas weigh more;
+    high_score_weighted: weight by the record's score ("karma").
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(strategy)
+    pool = [(i, r) for i, d in enumerate(deltas) for r in d.train_records]
+    if count <= 0 or not pool:
+        return []
+    rng = random.Random(seed)
+
+    def weight(i: int, r: dict) -> float:
+        if strategy == "recent_weighted":
+            return float(i + 1)
+        if strategy == "high_score_weighted":
+            return max(float(r.get("score", 0.0)), 1e-6)
+        return 1.0
+
+    # Efraimidis–Spirakis: key u^(1/w), keep the largest keys.
+    keyed = sorted(((rng.random() ** (1.0 / weight(i, r)), n) for n, (i, r) in enumerate(pool)), reverse=True)
+    return [pool[n][1] for _, n in keyed[:min(count, len(pool))]]

@@ -1,0 +1,1 @@
+"""Pipeline stages that DVC runs (through the thin scripts in stages/)."""

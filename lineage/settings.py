@@ -1,0 +1,149 @@
+"""Store settings read once from params.yaml: typed, defaulted, unknown keys refused.
+
+The `policy:` section is parsed by :mod:`lineage.policy`; everything else lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ParamsError, unknown_key_error
+
+# Each leaf: (type or tuple of types, default, allowed values or None).
+SCHEMA: dict[str, Any] = {
+    "base": (str, "scratch", None),
+    "seed": (int, 1234, None),
+    "scratch": {
+        "vocab_size": (int, 1024, None),
+        "hidden_size": (int, 256, None),
+        "intermediate_size": (int, 512, None),
+        "num_layers": (int, 4, None),
+        "num_heads": (int, 4, None),
+        "max_position": (int, 256, None),
+    },
+    "data": {
+        "replay_fraction": (float, 1.0, None),
+        "strategy": (str, "uniform", ("uniform", "recent_weighted", "high_score_weighted")),
+    },
+    "train": {
+        "method": (str, "cpt", ("cpt", "sft", "distill")),
+        "backend": (str, "auto", ("auto", "transformers", "unsloth")),
+        "finetune": (str, "full", ("full", "lora")),
+        "lora_r": (int, 16, None),
+        "lora_alpha": (int, 32, None),
+        "lora_dropout": (float, 0.0, None),
+        "learning_rate": (float, 0.003, None),
+        "max_steps": (int, 300, None),
+        "batch_size": (int, 16, None),
+        "max_length": (int, 64, None),
+        "warmup_steps": (int, 10, None),
+        "scheduler": (str, "cosine", ("cosine", "linear", "constant")),
+        "checkpoint_every": (int, 100, None),
+        "distill_alpha": (float, 0.5, None),
+        "distill_beta": (float, 0.4, None),
+        "distill_gamma": (float, 0.1, None),
+        "distill_temperature": (float, 2.0, None),
+    },
+    "eval": {
+        "max_new_tokens": (int, 16, None),
+        "batch_size": (int, 32, None),
+    },
+}
+POSITIVE = {"seed": False}
+SECTIONS_ELSEWHERE = {"policy"}  # parsed by lineage.policy
+
+
+def _check(path: str, value, spec):
+    typ, default, allowed = spec
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, typ):
+        raise ParamsError(path, f"expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    if allowed and value not in allowed:
+        raise ParamsError(path, f"{value!r} is not one of {', '.join(allowed)}",
+                          f"Set '{path}' to one of: {', '.join(allowed)}.")
+    if isinstance(value, (int, float)) and path != "seed" and value < 0:
+        raise ParamsError(path, f"must not be negative, got {value}")
+    return value
+
+
+def _merge(schema: dict, given: dict, prefix: str) -> dict:
+    if not isinstance(given, dict):
+        raise ParamsError(prefix or "params", f"expected a mapping, got {type(given).__name__}")
+    out = {}
+    for key in given:
+        if key not in schema and not (not prefix and key in SECTIONS_ELSEWHERE):
+            raise unknown_key_error(ParamsError, f"{prefix}{key}", list(schema) + ([] if prefix else list(SECTIONS_ELSEWHERE)))
+    for key, spec in schema.items():
+        path = f"{prefix}{key}"
+        if isinstance(spec, dict):
+            out[key] = _merge(spec, given.get(key) or {}, path + ".")
+        else:
+            out[key] = _check(path, given[key], spec) if key in given else spec[1]
+    return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of params.yaml but the policy, validated."""
+
+    values: dict
+    raw: dict = field(repr=False)
+
+    def __getitem__(self, key: str):
+        return self.values[key]
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> "Settings":
+        raw = raw or {}
+        values = _merge(SCHEMA, raw, "")
+        train = values["train"]
+        if train["max_steps"] < 0:
+            raise ParamsError("train.max_steps", "must be >= 0")
+        for key in ("batch_size", "max_length"):
+            if train[key] < 1:
+                raise ParamsError(f"train.{key}", "must be at least 1")
+        if train["learning_rate"] <= 0:
+            raise ParamsError("train.learning_rate", "must be positive")
+        if values["scratch"]["hidden_size"] % values["scratch"]["num_heads"]:
+            raise ParamsError("scratch.hidden_size", "must be a multiple of scratch.num_heads")
+        return cls(values=values, raw=raw)
+
+    @classmethod
+    def load(cls, path: str | Path = "params.yaml") -> "Settings":
+        return cls.from_dict(load_yaml(path))
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping, naming the file in any error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError("params", f"{path} not found", "Run 'lineage init' to write a default params.yaml.", file=str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError("params", f"not valid YAML: {exc}".splitlines()[0], file=str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParamsError("params", "top level must be a mapping", file=str(path))
+    return data
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """Turn ['train.learning_rate=0.01', …] into a nested dict, values parsed as YAML scalars."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ParamsError(pair, "override must look like key.sub=value")
+        key, value = pair.split("=", 1)
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
