@@ -48,7 +48,9 @@ def tip(repo, branch: str):
     ref = repo.references.get(f"refs/heads/{branch}")
     if ref is None:
         return None
-    return repo[ref.target].peel(None)
+    import pygit2
+
+    return repo[ref.target].peel(pygit2.Commit)
 
 
 def read_blob(repo, commit, path: str) -> bytes | None:

@@ -1,0 +1,208 @@
+"""Training backends: transformers + peft + trl on any machine, Unsloth on a GPU.
+
+The budget is enforced while training by a callback that stops the run cleanly on the first
+breach; the caller records the run FAILED and never takes it for a generation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BudgetExceededError, ParamsError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pick_backend(requested: str) -> str:
+    """auto: Unsloth when it is installed and a GPU is present, else transformers."""
+    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    if requested == "auto":
+        return "unsloth" if has_unsloth and cuda_available() else "transformers"
+    if requested == "unsloth" and not (has_unsloth and cuda_available()):
+        raise ParamsError("train.backend", "unsloth needs a CUDA GPU and the 'unsloth' extra",
+                          "Use 'auto' or 'transformers' here, or pip install 'lineage[unsloth]' on a GPU machine.")
+    return requested
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this run: GPU memory on a GPU, resident memory on a CPU."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run used and how its loss went."""
+
+    steps: int = 0
+    tokens: int = 0
+    wall_minutes: float = 0.0
+    peak_memory_mb: float = 0.0
+    output_mb: float = 0.0
+    loss_curve: list = field(default_factory=list)
+    breach: tuple | None = None  # (limit, used, allowed)
+    resumed_from: str | None = None
+
+    def usage(self) -> dict:
+        return {"steps": self.steps, "tokens": self.tokens, "wall_minutes": round(self.wall_minutes, 4),
+                "peak_memory_mb": round(self.peak_memory_mb, 1), "output_mb": round(self.output_mb, 3)}
+
+
+def _budget_callback(budget, result: TrainResult, started: float, progress=None):
+    from transformers import TrainerCallback
+
+    class BudgetCallback(TrainerCallback):
+        """Stop training at the first budget breach; record usage every step."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            result.steps = state.global_step
+            result.tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+            result.wall_minutes = (time.monotonic() - started) / 60
+            result.peak_memory_mb = peak_memory_mb()
+            checks = (("max_steps", result.steps, budget.max_steps),
+                      ("max_tokens", result.tokens, budget.max_tokens),
+                      ("max_wall_minutes", round(result.wall_minutes, 4), budget.max_wall_minutes),
+                      ("max_memory_mb", round(result.peak_memory_mb, 1), budget.max_memory_mb))
+            for limit, used, allowed in checks:
+                if used > allowed:
+                    result.breach = (limit, used, allowed)
+                    control.should_training_stop = True
+                    control.should_save = False
+                    break
+            if progress:
+                progress(state.global_step, state.max_steps)
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                result.loss_curve.append([state.global_step, float(logs["loss"])])
+
+    return BudgetCallback()
+
+
+def _dataset(records: list[dict], method: str, eos: str):
+    from datasets import Dataset
+
+    if method == "sft":
+        rows = [{"prompt": r["prompt"] if r.get("prompt") is not None else "",
+                 "completion": r["completion"] if r.get("completion") is not None else r["text"]} for r in records]
+    else:
+        rows = [{"text": r["text"] + eos} for r in records]
+    return Dataset.from_list(rows)
+
+
+def _load(parent_dir: Path, backend: str, train_params: dict):
+    """Load the parent for training with the chosen backend, LoRA-wrapped if asked."""
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel  # noqa: I001  (must come before transformers)
+
+        model, tok = FastLanguageModel.from_pretrained(
+            model_name=str(parent_dir), max_seq_length=train_params["max_length"], dtype=None,
+            load_in_4bit=False, local_files_only=True)
+        if train_params["finetune"] == "lora":
+            model = FastLanguageModel.get_peft_model(
+                model, r=train_params["lora_r"], lora_alpha=train_params["lora_alpha"],
+                lora_dropout=train_params["lora_dropout"], random_state=0,
+                target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        return model, tok
+    from .model import load
+
+    model, tok = load(parent_dir)
+    model.train()
+    if train_params["finetune"] == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            r=train_params["lora_r"], lora_alpha=train_params["lora_alpha"],
+            lora_dropout=train_params["lora_dropout"], target_modules="all-linear", task_type="CAUSAL_LM"))
+    return model, tok
+
+
+def _breach(result: TrainResult, limit: str, used, allowed) -> BudgetExceededError:
+    """A budget error that carries what the run used, for the FAILED record."""
+    err = BudgetExceededError(limit, used, allowed)
+    err.usage = result.usage()
+    err.loss_curve = result.loss_curve
+    return err
+
+
+def _dir_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, budget, backend: str,
+          out_dir: Path, checkpoint_dir: Path, progress=None, teacher=None) -> TrainResult:
+    """Train a child from parent_dir on records; save safetensors weights into out_dir.
+
+    Raises BudgetExceededError (after stopping cleanly) on any breach; out_dir is then absent.
+    """
+    import torch
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    started = time.monotonic()
+    result = TrainResult()
+    set_seed(seed)
+    parent_mb = _dir_mb(parent_dir)
+    if parent_mb > budget.max_output_mb * (1.0 if train_params["finetune"] == "full" else 4.0):
+        raise BudgetExceededError("max_output_mb (too small to start: the parent alone is larger)",
+                                  round(parent_mb, 2), budget.max_output_mb)
+    model, tok = _load(parent_dir, backend, train_params)
+    if peak_memory_mb() > budget.max_memory_mb:
+        raise BudgetExceededError("max_memory_mb (too small to start: loading the parent used more)",
+                                  round(peak_memory_mb(), 1), budget.max_memory_mb)
+
+    dataset = _dataset(records, train_params["method"], tok.eos_token)
+    on_cpu = not torch.cuda.is_available()
+    resume = None
+    if checkpoint_dir.is_dir() and any(checkpoint_dir.glob("checkpoint-*")):
+        resume = True
+        result.resumed_from = str(sorted(checkpoint_dir.glob("checkpoint-*"))[-1])
+    config = SFTConfig(
+        output_dir=str(checkpoint_dir), use_cpu=on_cpu, bf16=not on_cpu and torch.cuda.is_bf16_supported(),
+        fp16=False, gradient_checkpointing=False, per_device_train_batch_size=train_params["batch_size"],
+        learning_rate=train_params["learning_rate"], max_steps=max(train_params["max_steps"], 0) or -1,
+        num_train_epochs=0 if train_params["max_steps"] == 0 else 1,
+        lr_scheduler_type=train_params["scheduler"], warmup_steps=train_params["warmup_steps"],
+        logging_steps=max(1, train_params["max_steps"] // 30), logging_first_step=True,
+        save_strategy="steps", save_steps=train_params["checkpoint_every"], save_total_limit=1,
+        report_to=[], seed=seed, data_seed=seed, max_length=train_params["max_length"], packing=False,
+        dataset_text_field="text", dataloader_num_workers=0, disable_tqdm=True,
+        include_num_input_tokens_seen=True, completion_only_loss=train_params["method"] == "sft" or None,
+    )
+    if train_params["max_steps"] > 0:
+        trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tok,
+                             callbacks=[_budget_callback(budget, result, started, progress)])
+        trainer.train(resume_from_checkpoint=resume)
+        model = trainer.model
+    if result.breach:
+        raise _breach(result, *result.breach)
+
+    if train_params["finetune"] == "lora":
+        model = model.merge_and_unload()
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tok.save_pretrained(out_dir)
+    result.output_mb = _dir_mb(out_dir)
+    result.wall_minutes = (time.monotonic() - started) / 60
+    result.peak_memory_mb = peak_memory_mb()
+    if result.output_mb > budget.max_output_mb:
+        shutil.rmtree(out_dir)
+        raise _breach(result, "max_output_mb", round(result.output_mb, 3), budget.max_output_mb)
+    return result

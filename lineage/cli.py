@@ -1,0 +1,107 @@
+"""Command line: one error boundary, documented exit codes, --json on read commands.
+
+Exit codes: 0 ok; 1 gate rejected, check failed or data refused; 2 usage; 3 store error.
+Heavy libraries are never imported here, so `lineage --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .errors import LineageError
+from .output import Output
+
+
+class LineageGroup(click.Group):
+    """Turn every LineageError into one line plus a hint, with its exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LineageError as exc:
+            if ctx.obj and ctx.obj.get("traceback") or os.environ.get("LINEAGE_DEBUG"):
+                raise
+            out = (ctx.obj or {}).get("out") or Output()
+            out.error(str(exc), exc.hint)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=LineageGroup)
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only results and errors.")
+@click.option("--traceback", is_flag=True, help="Show the full stack on errors (or set LINEAGE_DEBUG=1).")
+@click.version_option(package_name="lineage")
+@click.pass_context
+def cli(ctx, as_json: bool, quiet: bool, traceback: bool) -> None:
+    """lineage: a git-native versioned model store for models trained again and again."""
+    ctx.obj = {"out": Output(as_json, quiet), "traceback": traceback}
+
+
+def out(ctx) -> Output:
+    return ctx.obj["out"]
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=True, dir_okay=True))
+@click.option("--protected-branch", default="main", show_default=True, help="Branch that holds the served model.")
+@click.option("--remote", default=None, help="DVC remote URL or path (default: DIRECTORY.dvc-remote beside the store).")
+@click.pass_context
+def init(ctx, directory: str, protected_branch: str, remote: str | None) -> None:
+    """Make DIRECTORY (or the current git repo) a lineage store."""
+    from . import api
+
+    result = api.init(directory, protected_branch, remote)
+    text = [f"store:            {result.root}",
+            f"protected branch: {result.protected_branch}",
+            f"DVC remote:       {result.remote}"]
+    text.append(f"created:          {', '.join(result.created)}" if result.created else "already a store; nothing to do")
+    if result.committed:
+        text.append(f"commit:           {result.committed[:12]}")
+    text.append(f"next:             cd {result.root} && dvc repro")
+    out(ctx).result(result, "\n".join(text))
+
+
+@cli.group()
+def data() -> None:
+    """Register and inspect training data deltas."""
+
+
+@data.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", default=None, help="Delta name (default: the file's stem).")
+@click.pass_context
+def data_add(ctx, file: str, name: str | None) -> None:
+    """Check FILE through the data gate and register it as the next delta."""
+    from . import api
+
+    added = api.data_add(file, ".", name)
+    out(ctx).result(added, f"registered {added.delta}: {added.records} training records -> {added.path} "
+                           f"(sha256 {added.sha256[:12]}…); it goes into the next candidate")
+
+
+@cli.group()
+def corpus() -> None:
+    """The bundled synthetic corpus."""
+
+
+@corpus.command("write")
+@click.argument("era", type=int)
+@click.argument("out_file", type=click.Path(dir_okay=False))
+@click.pass_context
+def corpus_write(ctx, era: int, out_file: str) -> None:
+    """Write ERA of the bundled corpus to OUT_FILE (JSONL)."""
+    from . import api
+
+    path = api.corpus_era(era, out_file)
+    out(ctx).result({"path": str(path), "era": era}, f"wrote era {era} to {path}")
+
+
+def main() -> None:
+    cli(prog_name="lineage")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The one place that writes to the terminal: plain text, or JSON with --json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import click
+
+
+class Output:
+    """Terminal sink shared by every command."""
+
+    def __init__(self, as_json: bool = False, quiet: bool = False) -> None:
+        self.as_json, self.quiet = as_json, quiet
+
+    def info(self, message: str) -> None:
+        """A progress or explanation line (stderr, silenced by --quiet and --json)."""
+        if not self.quiet and not self.as_json:
+            click.echo(message, err=True)
+
+    def result(self, value, text: str | None = None) -> None:
+        """The command's result: JSON with --json, else the given text."""
+        if self.as_json:
+            click.echo(json.dumps(to_jsonable(value), indent=2, sort_keys=True))
+        elif text is not None:
+            click.echo(text)
+
+    def error(self, message: str, hint: str = "") -> None:
+        if self.as_json:
+            click.echo(json.dumps({"error": message, "hint": hint}), err=True)
+            return
+        click.secho(f"error: {message}", fg="red", err=True)
+        if hint:
+            click.echo(f"hint: {hint}", err=True)
+
+
+def to_jsonable(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(value, "to_dict"):
+            return value.to_dict()
+        return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,97 @@
+"""train stage: freeze the evolution manifest, train within budget, write the child generation."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from ..canonical import digest_obj, write_json
+from ..errors import BudgetExceededError
+from .common import (CHECKPOINTS, CHILD_DIR, PARENT_DIR, PARENT_INFO, PREPARED, TRAIN_FAILURE, TRAIN_REPORTS,
+                     log, protected_policy)
+from .parent import hash_dir, hashes_csv, weights_digest
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("lineage", "torch", "transformers", "trl", "peft", "datasets", "dvc", "unsloth"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def build_manifest(settings, judged, parent: dict, summary: dict, backend: str) -> dict:
+    """Everything that determines the child, frozen before the first training step."""
+    train = settings["train"]
+    return {
+        "schema_version": 1,
+        "parent": {k: parent.get(k) for k in ("kind", "generation", "commit", "weights_sha256", "dvc_md5")},
+        "base_model": parent.get("base_model"),
+        "data": {"new": summary["new_deltas"], "replay": summary["replay_deltas"],
+                 "train_sha256": summary["train_sha256"], "train_records": summary["train_records"],
+                 "strategy": summary["strategy"]},
+        "deltas_seen": summary["deltas_seen"],
+        "method": train["method"], "finetune": train["finetune"], "backend": backend,
+        "params": {"train": train, "data": settings["data"],
+                   "scratch": settings["scratch"] if parent.get("kind") == "scratch" else None},
+        "seed": settings["seed"],
+        "budget": judged.policy.budget.to_dict(),
+        "policy_source": judged.source(),
+        "versions": _versions(),
+    }
+
+
+def main() -> None:
+    from ..adapters import training
+    from ..settings import Settings
+
+    settings = Settings.load()
+    judged = protected_policy()
+    parent = json.loads(PARENT_INFO.read_text())
+    summary = json.loads((PREPARED / "summary.json").read_text())
+    TRAIN_FAILURE.unlink(missing_ok=True)
+    backend = training.pick_backend(settings["train"]["backend"])
+    manifest = build_manifest(settings, judged, parent, summary, backend)
+    digest = digest_obj(manifest)
+    write_json(TRAIN_REPORTS / "manifest.json", manifest)  # frozen before the first step
+    log.info("train: manifest %s frozen; %s on %s, %d steps max", digest[:19], manifest["method"], backend,
+             settings["train"]["max_steps"])
+
+    records = [json.loads(line) for line in (PREPARED / "train.jsonl").read_text().splitlines() if line]
+    checkpoints = CHECKPOINTS / digest.split(":")[1][:16]
+    try:
+        result = training.train(PARENT_DIR, records, settings["train"], settings["seed"], judged.policy.budget,
+                                 backend, CHILD_DIR, checkpoints)
+    except BudgetExceededError as exc:
+        shutil.rmtree(CHILD_DIR, ignore_errors=True)
+        write_json(TRAIN_FAILURE, {"status": "FAILED", "reason": str(exc), "limit": exc.limit,
+                                   "used": exc.used, "allowed": exc.allowed, "manifest_digest": digest,
+                                   "budget_used": getattr(exc, "usage", {}),
+                                   "loss_curve": getattr(exc, "loss_curve", [])})
+        raise
+    if result.resumed_from:
+        log.info("train: resumed from %s", result.resumed_from)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+
+    train_args = {"method": manifest["method"], "finetune": manifest["finetune"], "backend": backend,
+                  "seed": settings["seed"], **settings["train"]}
+    write_json(CHILD_DIR / "train_args.json", train_args)
+    write_json(CHILD_DIR / "manifest.json", manifest)
+    rows = hash_dir(CHILD_DIR)
+    csv_text = hashes_csv(rows)
+    (CHILD_DIR / "hashes.csv").write_text(csv_text)
+    (TRAIN_REPORTS / "hashes.csv").write_text(csv_text)
+    losses = [loss for _, loss in result.loss_curve]
+    metrics = {"status": "COMPLETE", "reason": None, **result.usage(),
+               "loss_start": losses[0] if losses else None, "loss_final": losses[-1] if losses else None,
+               "manifest_digest": digest, "weights_sha256": weights_digest(rows),
+               "resumed": bool(result.resumed_from)}
+    write_json(TRAIN_REPORTS / "metrics.json", metrics)
+    write_json(TRAIN_REPORTS / "loss_curve.json", {"loss": [{"step": s, "loss": v} for s, v in result.loss_curve]})
+    log.info("train: %d steps, %d tokens, %.2f min, loss %s -> %s, weights %s", result.steps, result.tokens,
+             result.wall_minutes, metrics["loss_start"], metrics["loss_final"], metrics["weights_sha256"][:19])
