@@ -125,10 +125,19 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
 
     committed = None
     git.git(["add", "-A"], cwd=root)
-    if git.git(["diff", "--cached", "--quiet"], cwd=root, check=False).returncode != 0 or not has_commits:
+    staged = git.git(["diff", "--cached", "--quiet"], cwd=root, check=False).returncode != 0
+    if not has_commits:
         git.git(["commit", "-q", "--allow-empty", "-m", "lineage: init store\n\nLineage-Init: 1"],
                 cwd=root, env=_identity_env(root))
         committed = git.git(["rev-parse", "HEAD"], cwd=root).stdout.strip()
+    elif staged:
+        # an existing repo becoming a store: this is a change to code and stages, not a generation
+        git.git(["commit", "-q", "-m", "lineage: make this repository a store\n\nLineage-Init: 1"],
+                cwd=root, env=_identity_env(root))
+        committed = git.git(["rev-parse", "HEAD"], cwd=root).stdout.strip()
+    from .hook import install
+
+    install(repo.path, protected_branch)
     return InitResult(str(root), protected_branch, remote_url, created, committed)
 
 

@@ -99,6 +99,77 @@ def corpus_write(ctx, era: int, out_file: str) -> None:
     out(ctx).result({"path": str(path), "era": era}, f"wrote era {era} to {path}")
 
 
+def _table(rows: list[list], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+@cli.command()
+@click.option("--name", default="a", show_default=True, help="Candidate letter/name: candidates/G{NNN}-{name}.")
+@click.option("-S", "--set", "overrides", multiple=True, help="Override a param for this candidate: key.sub=value.")
+@click.pass_context
+def propose(ctx, name: str, overrides: tuple[str, ...]) -> None:
+    """Train a candidate from the protected tip, gate it, commit, push data and freeze it."""
+    from . import promotion
+
+    o = out(ctx)
+    p = promotion.propose(".", name, list(overrides), progress=o.info)
+    rows = [[c["name"], c["observed"], f'{c["op"]} {c["threshold"]}', "" if c["parent"] is None else c["parent"],
+             "n.a." if not c.get("applicable", True) else ("PASS" if c["passed"] else "FAIL")] for c in p.criteria]
+    text = [f"{p.generation} on {p.branch} ({p.commit[:12]}), parent {p.parent or 'base'}: {p.verdict}"]
+    if p.reason:
+        text.append(f"reason: {p.reason}")
+    if rows:
+        text.append(_table(rows, ["criterion", "child", "threshold", "parent", "result"]))
+    if p.composite is not None:
+        text.append(f"composite score: {p.composite:.4f}")
+    text.append(f"frozen as tag lineage/frozen/{p.branch.split('/', 1)[1]}")
+    if p.verdict == "PASS":
+        text.append(f"promote with: lineage promote {p.branch}")
+    o.result(p, "\n".join(text))
+    if p.verdict != "PASS":
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("candidate")
+@click.pass_context
+def promote(ctx, candidate: str) -> None:
+    """Fast-forward the protected branch to CANDIDATE if the arbiter re-derives PASS."""
+    from . import promotion
+
+    p = promotion.promote(candidate, ".")
+    out(ctx).result(p, f"promoted {p.generation}: {p.old[:12]} -> {p.new[:12]} (composite {p.composite})")
+
+
+@cli.command()
+@click.option("--to", "to", default=None, help="Generation to restore (default: the previously promoted one).")
+@click.option("--reason", required=True, help="Why: recorded in the commit's Reason: trailer.")
+@click.pass_context
+def rollback(ctx, to: str | None, reason: str) -> None:
+    """Restore a promoted generation with a new commit on the protected branch."""
+    from . import promotion
+
+    r = promotion.rollback(reason, to, ".")
+    out(ctx).result(r, f"rolled back {r.frm} -> {r.to} in {r.commit[:12]}; weights checked out")
+
+
+@cli.command("log")
+@click.pass_context
+def log_cmd(ctx) -> None:
+    """The fossil record: every frozen candidate, pass or fail, HEAD marked."""
+    from . import promotion
+
+    rows = promotion.frozen_candidates(".")
+    table = [["*" if r["head"] else "", r["generation"], r["branch"].split("/", 1)[1], r["verdict"],
+              "yes" if r["promoted"] else "", r.get("parent") or "base",
+              "" if r.get("composite") is None else f'{r["composite"]:.4f}',
+              ", ".join(r.get("failed") or []) or ""] for r in rows]
+    out(ctx).result(rows, _table(table, ["", "gen", "candidate", "verdict", "promoted", "parent", "score", "failed"])
+                    if rows else "no candidates yet: run 'lineage propose'")
+
+
 def main() -> None:
     cli(prog_name="lineage")
 

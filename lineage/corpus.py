@@ -129,13 +129,12 @@ def generate(seed: int = SEED, eras: int = ERAS) -> list[list[dict]]:
                 records.append(_record(kind="probe", probe="generalize", prompt=held_out.format(s=island),
                                        choices=choices, answer=answer, source=f"{src}/probes", score=1.0))
         # The voice: Luna's habitual turns, taught in every era so replay keeps them.
-        lines = VOICE_LINES[:]
-        rng.shuffle(lines)
-        for i, line in enumerate(lines):
+        # A voice is habitual: each saying always comes with the same opener, in every era.
+        for i, line in enumerate(VOICE_LINES):
             text = f"Luna: {VOICE_OPENERS[i % len(VOICE_OPENERS)]} {line}."
-            if i < 7:
-                records.append(_record(kind="voice", text=text, source=f"{src}/luna", score=0.9))
-            else:  # unseen voice sentences: what tone drift is measured on
+            records.append(_record(kind="voice", text=text, source=f"{src}/luna", score=0.9))
+            if (i + era) % 3 == 0:  # the same sayings in pairings never trained: what tone drift measures
+                text = f"Luna: {VOICE_OPENERS[(i + 1) % len(VOICE_OPENERS)]} {line}."
                 records.append(_record(kind="probe", probe="tone", text=text, source=f"{src}/probes", score=1.0))
         # The laws, and what tempts a model to break them.
         if era == 0:

@@ -91,6 +91,18 @@ def validate_record(rec, path: str, line: int, max_chars: int) -> dict:
     return rec
 
 
+def _strings(value):
+    """Every string in a parsed JSON value, nested ones included (a secret in 'choices' is still one)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
 def read_delta(root: Path, rel: str, rules) -> Delta:
     """Apply the data gate to one delta file and parse it."""
     import hashlib
@@ -101,8 +113,14 @@ def read_delta(root: Path, rel: str, rules) -> Delta:
         raise NotWhitelistedError(rel, list(rules.whitelist))
     full = check_store_path(root, rel)
     raw = full.read_bytes()
+    try:
+        text = raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        _fail(rel, raw[:exc.start].count(b"\n") + 1, f"not valid UTF-8 (byte {raw[exc.start]:#04x})")
     records = []
-    for number, line in enumerate(raw.decode("utf-8", errors="strict").splitlines(), start=1):
+    # Split on newlines only: str.splitlines() also breaks at U+2028, U+0085, … which JSON
+    # strings may hold raw, and would then refuse a valid line and misnumber the rest.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -110,11 +128,10 @@ def read_delta(root: Path, rel: str, rules) -> Delta:
         except json.JSONDecodeError as exc:
             _fail(rel, number, f"unparsable JSON ({exc.msg})")
         rec = validate_record(rec, rel, number, rules.max_record_chars)
-        for value in rec.values():
-            if isinstance(value, str):
-                found = scan_secrets(value)
-                if found:
-                    raise SecretFoundError(rel, number, found[0][0])
+        for value in _strings(rec):
+            found = scan_secrets(value)
+            if found:
+                raise SecretFoundError(rel, number, found[0][0])
         records.append(rec)
     match = DELTA_RE.match(Path(rel).name)
     delta_id = Path(rel).stem if match else Path(rel).stem

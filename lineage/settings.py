@@ -5,6 +5,7 @@ The `policy:` section is parsed by :mod:`lineage.policy`; everything else lives 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ SCHEMA: dict[str, Any] = {
         "num_layers": (int, 4, None),
         "num_heads": (int, 4, None),
         "max_position": (int, 256, None),
+        "learning_rate": (float, 0.001, None),
+        "max_steps": (int, 600, None),
     },
     "data": {
         "replay_fraction": (float, 1.0, None),
@@ -36,8 +39,8 @@ SCHEMA: dict[str, Any] = {
         "lora_r": (int, 16, None),
         "lora_alpha": (int, 32, None),
         "lora_dropout": (float, 0.0, None),
-        "learning_rate": (float, 0.003, None),
-        "max_steps": (int, 600, None),
+        "learning_rate": (float, 0.0003, None),
+        "max_steps": (int, 300, None),
         "batch_size": (int, 16, None),
         "max_length": (int, 64, None),
         "warmup_steps": (int, 10, None),
@@ -55,11 +58,15 @@ SCHEMA: dict[str, Any] = {
 }
 POSITIVE = {"seed": False}
 SECTIONS_ELSEWHERE = {"policy"}  # parsed by lineage.policy
+# Floats in exponent form that YAML 1.2 (DVC's reader) takes for numbers but PyYAML leaves as strings.
+EXPONENT_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
 def _check(path: str, value, spec):
     typ, default, allowed = spec
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if typ is float and isinstance(value, str) and EXPONENT_FLOAT.fullmatch(value):
         value = float(value)
     if isinstance(value, bool) or not isinstance(value, typ):
         raise ParamsError(path, f"expected {typ.__name__}, got {type(value).__name__} {value!r}")
@@ -73,7 +80,7 @@ def _check(path: str, value, spec):
 
 def _merge(schema: dict, given: dict, prefix: str) -> dict:
     if not isinstance(given, dict):
-        raise ParamsError(prefix or "params", f"expected a mapping, got {type(given).__name__}")
+        raise ParamsError(prefix.rstrip(".") or "params", f"expected a mapping, got {type(given).__name__}")
     out = {}
     for key in given:
         if key not in schema and not (not prefix and key in SECTIONS_ELSEWHERE):
@@ -81,7 +88,8 @@ def _merge(schema: dict, given: dict, prefix: str) -> dict:
     for key, spec in schema.items():
         path = f"{prefix}{key}"
         if isinstance(spec, dict):
-            out[key] = _merge(spec, given.get(key) or {}, path + ".")
+            section = given.get(key)
+            out[key] = _merge(spec, {} if section is None else section, path + ".")
         else:
             out[key] = _check(path, given[key], spec) if key in given else spec[1]
     return out

@@ -145,6 +145,27 @@ def _dir_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
+def _resume_point(checkpoint_dir: Path) -> Path | None:
+    """The newest complete checkpoint, by step number; half-written ones are removed.
+
+    A run killed while saving leaves checkpoint-N without its trainer_state.json (the Trainer
+    writes it last); resuming from that would crash, so fall back to the one before.
+    """
+    import json
+
+    complete = []
+    for path in checkpoint_dir.glob("checkpoint-*") if checkpoint_dir.is_dir() else ():
+        step = path.name.partition("-")[2]
+        if not (path.is_dir() and step.isdigit()):
+            continue
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            complete.append((int(step), path))
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)
+    return max(complete)[1] if complete else None
+
+
 def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, budget, backend: str,
           out_dir: Path, checkpoint_dir: Path, progress=None, teacher=None) -> TrainResult:
     """Train a child from parent_dir on records; save safetensors weights into out_dir.
@@ -169,10 +190,9 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
 
     dataset = _dataset(records, train_params["method"], tok.eos_token)
     on_cpu = not torch.cuda.is_available()
-    resume = None
-    if checkpoint_dir.is_dir() and any(checkpoint_dir.glob("checkpoint-*")):
-        resume = True
-        result.resumed_from = str(sorted(checkpoint_dir.glob("checkpoint-*"))[-1])
+    resume = _resume_point(checkpoint_dir)
+    if resume:
+        result.resumed_from = str(resume)
     config = SFTConfig(
         output_dir=str(checkpoint_dir), use_cpu=on_cpu, bf16=not on_cpu and torch.cuda.is_bf16_supported(),
         fp16=False, gradient_checkpointing=False, per_device_train_batch_size=train_params["batch_size"],
@@ -188,7 +208,7 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
     if train_params["max_steps"] > 0:
         trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tok,
                              callbacks=[_budget_callback(budget, result, started, progress)])
-        trainer.train(resume_from_checkpoint=resume)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         model = trainer.model
     if result.breach:
         raise _breach(result, *result.breach)

@@ -25,9 +25,18 @@ def _versions() -> dict:
     return out
 
 
+def effective_train_params(settings, parent: dict) -> dict:
+    """train params, with the scratch pre-training schedule when the parent is the scratch base."""
+    train = dict(settings["train"])
+    if parent.get("kind") == "scratch":
+        train["learning_rate"] = settings["scratch"]["learning_rate"]
+        train["max_steps"] = settings["scratch"]["max_steps"]
+    return train
+
+
 def build_manifest(settings, judged, parent: dict, summary: dict, backend: str) -> dict:
     """Everything that determines the child, frozen before the first training step."""
-    train = settings["train"]
+    train = effective_train_params(settings, parent)
     return {
         "schema_version": 1,
         "parent": {k: parent.get(k) for k in ("kind", "generation", "commit", "weights_sha256", "dvc_md5")},
@@ -59,13 +68,14 @@ def main() -> None:
     manifest = build_manifest(settings, judged, parent, summary, backend)
     digest = digest_obj(manifest)
     write_json(TRAIN_REPORTS / "manifest.json", manifest)  # frozen before the first step
+    train_params = manifest["params"]["train"]
     log.info("train: manifest %s frozen; %s on %s, %d steps max", digest[:19], manifest["method"], backend,
-             settings["train"]["max_steps"])
+             train_params["max_steps"])
 
     records = [json.loads(line) for line in (PREPARED / "train.jsonl").read_text().splitlines() if line]
     checkpoints = CHECKPOINTS / digest.split(":")[1][:16]
     try:
-        result = training.train(PARENT_DIR, records, settings["train"], settings["seed"], judged.policy.budget,
+        result = training.train(PARENT_DIR, records, train_params, settings["seed"], judged.policy.budget,
                                  backend, CHILD_DIR, checkpoints)
     except BudgetExceededError as exc:
         shutil.rmtree(CHILD_DIR, ignore_errors=True)
@@ -79,7 +89,7 @@ def main() -> None:
     shutil.rmtree(checkpoints, ignore_errors=True)
 
     train_args = {"method": manifest["method"], "finetune": manifest["finetune"], "backend": backend,
-                  "seed": settings["seed"], **settings["train"]}
+                  "seed": settings["seed"], **train_params}
     write_json(CHILD_DIR / "train_args.json", train_args)
     write_json(CHILD_DIR / "manifest.json", manifest)
     rows = hash_dir(CHILD_DIR)

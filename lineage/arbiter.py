@@ -1,0 +1,177 @@
+"""The arbiter: may the protected branch move from commit A to commit B?
+
+One function, used by `lineage promote`, by the reference-transaction hook and (later) by the
+hub's receive hooks. It re-derives the verdict from evidence in B and the policy of A; it never
+trusts B's own report or B's own policy, and never retrains: cost is independent of model size.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass
+
+import yaml
+
+from .errors import ArbiterRefusedError, LineageError
+
+# What a generation commit may touch relative to its parent commit.
+GENERATION_PATHS = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/*", "reports/**",
+                    "data/deltas/*.dvc", "data/deltas/.gitignore", "data/.gitignore", "params.yaml")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why a move is allowed."""
+
+    kind: str  # "promotion" | "rollback" | "create"
+    generation: str | None
+    verdict: str | None
+    composite: float | None
+
+
+def _blob(repo, commit, path: str) -> bytes | None:
+    from .adapters.git import read_blob
+
+    return read_blob(repo, commit, path)
+
+
+def _changed_paths(repo, a, b) -> list[str]:
+    diff = repo.diff(a.tree, b.tree)
+    return sorted({d.delta.new_file.path for d in diff} | {d.delta.old_file.path for d in diff})
+
+
+def _params_without_policy(blob: bytes | None) -> dict:
+    data = yaml.safe_load(blob or b"") or {}
+    data.pop("policy", None)
+    return data
+
+
+def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -> Decision:
+    """Allow or refuse moving refs/heads/<protected> from old_id to new_id.
+
+    Raises:
+        ArbiterRefusedError: with the first reason the move is not allowed.
+    """
+    import pygit2
+
+    from .adapters.git import trailers
+    from .gate import judge
+    from .metrics import BudgetUsed, EvalMetrics
+    from .policy import Policy
+
+    ref = f"refs/heads/{protected}"
+    zero = "0" * 40
+    if new_id in (None, zero):
+        raise ArbiterRefusedError(ref, "deleting the protected branch is never allowed")
+    new = repo[new_id].peel(pygit2.Commit)
+    if old_id in (None, zero):
+        # Creating the branch: only a store's init commit may start it.
+        if trailers(new.message).get("Lineage-Init") == "1" and not new.parents:
+            return Decision("create", None, None, None)
+        raise ArbiterRefusedError(ref, "the protected branch may only be created by 'lineage init'")
+    old = repo[old_id].peel(pygit2.Commit)
+    if old.id == new.id:
+        return Decision("noop", None, None, None)
+    if [p.id for p in new.parents] != [old.id]:
+        if repo.descendant_of(new.id, old.id):
+            raise ArbiterRefusedError(ref, f"{str(new.id)[:12]} is not a single generation commit on top of "
+                                           f"{str(old.id)[:12]}", "Promote one gated candidate at a time.")
+        raise ArbiterRefusedError(ref, f"not a fast-forward: {str(new.id)[:12]} does not descend from the tip "
+                                       f"{str(old.id)[:12]}", "The candidate is stale: re-run 'lineage propose'.")
+    info = trailers(new.message)
+    if "Rollback-To" in info:
+        return _check_rollback(repo, old, new, info, ref)
+    generation = info.get("Generation")
+    if not generation:
+        raise ArbiterRefusedError(ref, "the commit is not a lineage generation (no Generation: trailer)",
+                                  "Train a candidate with 'lineage propose' and promote it.")
+
+    changed = _changed_paths(repo, old, new)
+    for path in changed:
+        if path == "params.yaml":
+            continue
+        if not any(fnmatch.fnmatch(path, pattern) for pattern in GENERATION_PATHS):
+            raise ArbiterRefusedError(ref, f"the candidate changes {path}, which a generation may not touch",
+                                      "Changes to code, stages or hooks need a person's approved change, not a promotion.")
+    if "params.yaml" in changed:
+        new_params, old_params = _blob(repo, new, "params.yaml"), _blob(repo, old, "params.yaml")
+        if (yaml.safe_load(new_params or b"") or {}).get("policy") != (yaml.safe_load(old_params or b"") or {}).get("policy"):
+            raise ArbiterRefusedError(ref, "the candidate edits the policy it is judged by",
+                                      "Policy changes need a person's approved change, never a promotion.")
+
+    try:
+        policy = Policy.from_params(yaml.safe_load(_blob(repo, old, "params.yaml") or b"") or {})
+        metrics_raw = _blob(repo, new, "metrics.json")
+        budget_raw = _blob(repo, new, "reports/train/metrics.json")
+        report_raw = _blob(repo, new, "reports/gate.json")
+        if metrics_raw is None or budget_raw is None or report_raw is None:
+            raise ArbiterRefusedError(ref, "the candidate commit lacks metrics.json, reports/train/metrics.json "
+                                           "or reports/gate.json", "Re-run 'lineage propose'.")
+        metrics = EvalMetrics.from_dict(json.loads(metrics_raw))
+        budget = BudgetUsed.from_dict(json.loads(budget_raw))
+        report = json.loads(report_raw)
+    except ArbiterRefusedError:
+        raise
+    except (LineageError, ValueError) as exc:
+        raise ArbiterRefusedError(ref, f"unreadable evidence: {exc}") from None
+
+    # The evidence must be the evidence: hashes in the report match the committed files.
+    hashes = report.get("hashes", {})
+    if hashes.get("metrics") != "sha256:" + hashlib.sha256(metrics_raw).hexdigest():
+        raise ArbiterRefusedError(ref, "metrics.json does not match the hash the gate report judged")
+    hashes_csv = _blob(repo, new, "reports/train/hashes.csv") or b""
+    if hashes.get("hashes_csv") != "sha256:" + hashlib.sha256(hashes_csv).hexdigest():
+        raise ArbiterRefusedError(ref, "reports/train/hashes.csv does not match the gate report")
+    if hashes.get("child_weights") != json.loads(budget_raw).get("weights_sha256"):
+        raise ArbiterRefusedError(ref, "the weights digest in the gate report differs from the training record")
+    lock = yaml.safe_load(_blob(repo, new, "dvc.lock") or b"") or {}
+    outs = {o["path"]: o for o in (lock.get("stages", {}).get("eval", {}).get("outs", []))}
+    if outs.get("metrics.json", {}).get("md5") != hashlib.md5(metrics_raw).hexdigest():
+        raise ArbiterRefusedError(ref, "dvc.lock's metrics.json hash does not match the committed metrics.json")
+    train_outs = {o["path"] for o in lock.get("stages", {}).get("train", {}).get("outs", [])}
+    if "models/child" not in train_outs:
+        raise ArbiterRefusedError(ref, "dvc.lock records no trained weights (models/child)")
+
+    # The parent must be the current generation of A.
+    manifest = json.loads(_blob(repo, new, "reports/train/manifest.json") or b"{}")
+    parent_gen = (manifest.get("parent") or {}).get("generation")
+    current = _generation_of(repo, old)
+    if parent_gen != current:
+        raise ArbiterRefusedError(ref, f"the candidate was trained from {parent_gen or 'the base'}, but the "
+                                       f"protected branch serves {current or 'no generation'}",
+                                  "The candidate is stale: re-run 'lineage propose' from the current tip.")
+
+    verdict = judge(policy, metrics, budget, hashes=hashes, policy_source={"ref": protected, "commit": str(old.id)})
+    if verdict.verdict != "PASS":
+        raise ArbiterRefusedError(ref, f"{generation} fails the gate under {protected}'s policy: "
+                                       f"{', '.join(verdict.failed)}", "Train a better candidate.")
+    return Decision("promotion", generation, "PASS", verdict.composite)
+
+
+def _generation_of(repo, commit) -> str | None:
+    """The generation a protected-branch commit serves (following rollbacks)."""
+    from .adapters.git import trailers
+
+    info = trailers(commit.message)
+    return info.get("Rollback-To") or info.get("Generation")
+
+
+def _check_rollback(repo, old, new, info: dict, ref: str) -> Decision:
+    """A rollback may only restore a generation that was promoted before, exactly as it was."""
+    import pygit2
+
+    target = info["Rollback-To"]
+    walker = repo.walk(old.id, pygit2.enums.SortMode.TOPOLOGICAL)
+    walker.simplify_first_parent()
+    from .adapters.git import trailers
+
+    for commit in walker:
+        if trailers(commit.message).get("Generation") == target:
+            for path in ("dvc.lock", "metrics.json", "reports/train/hashes.csv", "reports/train/manifest.json"):
+                if _blob(repo, commit, path) != _blob(repo, new, path):
+                    raise ArbiterRefusedError(ref, f"the rollback's {path} differs from {target}'s")
+            return Decision("rollback", target, None, None)
+    raise ArbiterRefusedError(ref, f"{target} was never promoted on this branch; a rollback can only restore "
+                                   "a promoted generation", "See 'lineage log' for promoted generations.")

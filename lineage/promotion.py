@@ -1,0 +1,296 @@
+"""Candidates and promotion: propose, promote, rollback, and the frozen record (tags)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ArbiterRefusedError, DirtyTreeError, IntegrityError, UsageError
+
+CANDIDATE_PREFIX = "candidates/"
+FROZEN_TAG = "lineage/frozen/"      # one annotated tag per candidate, pass or fail, never moved
+GENERATION_TAG = "lineage/gen/"     # one annotated tag per promoted generation
+GEN_RE = re.compile(r"G(\d{3,})")
+ALLOWED_DIRTY = ("data/deltas/",)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A frozen candidate and what its gate said."""
+
+    generation: str
+    branch: str
+    commit: str
+    parent: str | None
+    verdict: str
+    failed: list = field(default_factory=list)
+    criteria: list = field(default_factory=list)
+    composite: float | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A move of the protected branch."""
+
+    generation: str
+    kind: str
+    old: str
+    new: str
+    composite: float | None = None
+
+
+def _git(args, root, **kw):
+    from .adapters.git import git
+
+    return git(args, cwd=root, **kw)
+
+
+def _env(root):
+    from .api import _identity_env
+
+    return _identity_env(Path(root))
+
+
+def used_generation_numbers(repo) -> set[int]:
+    """Every generation number ever allocated: branches, tags and trailers on the protected branch."""
+    numbers = set()
+    for name in repo.references:
+        for match in GEN_RE.finditer(name):
+            numbers.add(int(match.group(1)))
+    return numbers
+
+
+def next_generation(repo) -> str:
+    used = used_generation_numbers(repo)
+    return f"G{(max(used) + 1) if used else 0:03d}"
+
+
+def _apply_overrides(root: Path, overrides: list[str]) -> None:
+    from .policy import Policy
+    from .settings import Settings, parse_overrides
+
+    if not overrides:
+        return
+    params = yaml.safe_load((root / "params.yaml").read_text()) or {}
+
+    def merge(dst, src):
+        for k, v in src.items():
+            if isinstance(v, dict) and isinstance(dst.get(k), dict):
+                merge(dst[k], v)
+            else:
+                dst[k] = v
+
+    merge(params, parse_overrides(overrides))
+    Settings.from_dict(params)
+    Policy.from_params(params)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def propose(store=".", name: str = "a", overrides: list[str] | None = None, progress=None) -> Proposal:
+    """Fork a candidate from the protected tip, run the pipeline, commit, push data, freeze.
+
+    A failed or over-budget run is committed and frozen the same way, with its reason.
+    """
+    from .adapters import dvc, git
+    from .api import find_store
+    from .canonical import digest_bytes
+
+    root = find_store(store)
+    repo = git.open_repo(root)
+    protected = git.protected_branch(repo)
+    dirty = [p for p in git.work_tree_dirty(root) if not p.startswith(ALLOWED_DIRTY)]
+    if dirty:
+        raise DirtyTreeError(str(root), dirty)
+    if not re.fullmatch(r"[a-z0-9]+", name):
+        raise UsageError(f"candidate name {name!r} must be lowercase letters or digits", "Use e.g. --name a.")
+    tip = git.tip(repo, protected)
+    parent_gen = None
+    if tip is not None:
+        from .arbiter import _generation_of
+
+        parent_gen = _generation_of(repo, tip)
+    generation = next_generation(repo)
+    branch = f"{CANDIDATE_PREFIX}{generation}-{name}"
+    pending = [p for p in git.work_tree_dirty(root) if p.startswith(ALLOWED_DIRTY)]
+    _git(["checkout", "-q", "-b", branch, protected], root)
+    try:
+        _apply_overrides(root, overrides or [])
+        if progress:
+            progress(f"{branch}: running the pipeline (dvc repro)")
+        run = dvc.dvc(["repro"], cwd=root, check=False)
+        failure_path = root / "reports" / "train_failure.json"
+        report_path = root / "reports" / "gate.json"
+        reason = None
+        if run.returncode != 0:
+            lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith("error:")]
+            reason = lines[-1][7:] if lines else "the pipeline failed"
+            verdict, failed, criteria, composite = "FAIL", ["pipeline"], [], None
+            if failure_path.exists():
+                failure = json.loads(failure_path.read_text())
+                reason = failure["reason"]
+                failed = ["budget." + failure["limit"].split()[0].replace("max_", "")]
+                # keep the failure record in the fossil record of this candidate
+                (root / "reports" / "train_failure.record.json").write_text(failure_path.read_text())
+        else:
+            report = json.loads(report_path.read_text())
+            verdict, failed, criteria, composite = (report["verdict"], report["failed"], report["criteria"],
+                                                    report["composite"])
+        gate_hash = digest_bytes(report_path.read_bytes()) if report_path.exists() and run.returncode == 0 else "none"
+        message = (f"{generation}-{name}: {verdict}{' (' + ', '.join(failed) + ')' if failed else ''}\n\n"
+                   f"Generation: {generation}\nParent: {parent_gen or 'base'}\nVerdict: {verdict}\n"
+                   f"Gate-Report: {gate_hash}")
+        _git(["add", "-A"], root)
+        _git(["commit", "-q", "--allow-empty", "-m", message], root, env=_env(root))
+        commit = _git(["rev-parse", "HEAD"], root).stdout.strip()
+        if run.returncode == 0:
+            dvc.dvc(["push", "-q"], cwd=root, check=False)
+        frozen = {"schema_version": 1, "generation": generation, "branch": branch, "commit": commit,
+                  "parent": parent_gen, "verdict": verdict, "failed": failed, "composite": composite,
+                  "reason": reason}
+        _git(["tag", "-a", f"{FROZEN_TAG}{generation}-{name}", "-m", json.dumps(frozen, sort_keys=True), commit],
+             root, env=_env(root))
+    finally:
+        _git(["checkout", "-q", "-f", protected], root)
+        if pending and "commit" in locals():
+            # registered data not yet on the protected branch stays pending for the next candidate
+            _git(["checkout", commit, "--", *pending], root, check=False)
+        dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
+    return Proposal(generation, branch, commit, parent_gen, verdict, failed, criteria, composite, reason)
+
+
+def promote(candidate: str, store=".") -> Promotion:
+    """Fast-forward the protected branch to a gated candidate (compare-and-swap), then check out."""
+    from .adapters import dvc, git
+    from .api import find_store
+    from .arbiter import check_move
+
+    root = find_store(store)
+    repo = git.open_repo(root)
+    protected = git.protected_branch(repo)
+    dirty = [p for p in git.work_tree_dirty(root) if not p.startswith(ALLOWED_DIRTY)]
+    if dirty:
+        raise DirtyTreeError(str(root), dirty)
+    ref = repo.references.get(f"refs/heads/{candidate}") or repo.references.get(f"refs/heads/{CANDIDATE_PREFIX}{candidate}")
+    if ref is None:
+        raise UsageError(f"unknown candidate {candidate}", "List candidates with 'git branch --list candidates/*'.")
+    new = str(ref.peel().id)
+    old_commit = git.tip(repo, protected)
+    old = str(old_commit.id)
+    decision = check_move(repo, old, new, protected)
+    # compare-and-swap: git refuses if the tip moved since we read it (a racing promoter).
+    current = _git(["symbolic-ref", "-q", "HEAD"], root, check=False).stdout.strip()
+    moved = _git(["update-ref", "-m", f"lineage promote {decision.generation}", f"refs/heads/{protected}", new, old],
+                 root, check=False)
+    if moved.returncode != 0:
+        raise ArbiterRefusedError(f"refs/heads/{protected}", "the protected branch moved while promoting "
+                                  f"({moved.stderr.strip().splitlines()[-1] if moved.stderr.strip() else 'lock'})",
+                                  "Another promotion won; re-gate the candidate with 'lineage propose'.")
+    if current == f"refs/heads/{protected}":
+        _git(["reset", "-q", "--hard", new], root)
+    dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
+    _git(["tag", "-a", f"{GENERATION_TAG}{decision.generation}", "-m",
+          json.dumps({"generation": decision.generation, "commit": new, "previous": old}), new], root,
+         env=_env(root), check=False)
+    return Promotion(decision.generation, decision.kind, old, new, decision.composite)
+
+
+def frozen_candidates(store=".") -> list[dict]:
+    """Every frozen candidate (pass or fail) from its tag's JSON, oldest generation first."""
+    from .adapters import git
+    from .api import find_store
+
+    root = find_store(store)
+    repo = git.open_repo(root)
+    promoted = {name[len("refs/tags/" + GENERATION_TAG):] for name in repo.references
+                if name.startswith("refs/tags/" + GENERATION_TAG)}
+    protected = git.protected_branch(repo)
+    tip = git.tip(repo, protected)
+    from .arbiter import _generation_of
+
+    head = _generation_of(repo, tip) if tip else None
+    rows = []
+    for name in repo.references:
+        if not name.startswith("refs/tags/" + FROZEN_TAG):
+            continue
+        tag = repo[repo.references[name].target]
+        try:
+            data = json.loads(tag.message)
+        except (ValueError, AttributeError):
+            continue
+        data["promoted"] = data.get("generation") in promoted
+        data["head"] = data.get("generation") == head and data["promoted"]
+        rows.append(data)
+    return sorted(rows, key=lambda r: (r.get("generation", ""), r.get("branch", "")))
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """A forward commit on the protected branch restoring an earlier generation."""
+
+    to: str
+    frm: str | None
+    commit: str
+    reason: str
+
+
+RESTORED = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports")
+
+
+def rollback(reason: str, to: str | None = None, store=".") -> Rollback:
+    """Restore a previously promoted generation as a new commit on the protected branch."""
+    import pygit2
+
+    from .adapters import dvc, git
+    from .api import find_store
+    from .arbiter import _generation_of
+
+    if not reason or not reason.strip():
+        raise UsageError("a rollback needs a reason", "Pass --reason TEXT.")
+    root = find_store(store)
+    repo = git.open_repo(root)
+    protected = git.protected_branch(repo)
+    dirty = [p for p in git.work_tree_dirty(root) if not p.startswith(ALLOWED_DIRTY)]
+    if dirty:
+        raise DirtyTreeError(str(root), dirty)
+    tip = git.tip(repo, protected)
+    current = _generation_of(repo, tip) if tip else None
+    promoted = []  # (generation, commit) along the first-parent history, newest first
+    walker = repo.walk(tip.id, pygit2.enums.SortMode.TOPOLOGICAL)
+    walker.simplify_first_parent()
+    for commit in walker:
+        gen = git.trailers(commit.message).get("Generation")
+        if gen and not any(g == gen for g, _ in promoted):
+            promoted.append((gen, commit))
+    if to is None:
+        earlier = [g for g, _ in promoted if g != current]
+        if not earlier:
+            raise UsageError("there is no earlier promoted generation to roll back to")
+        to = earlier[0]
+    target = dict(promoted).get(to)
+    if target is None:
+        raise ArbiterRefusedError(f"refs/heads/{protected}", f"{to} was never promoted on {protected}",
+                                  "Roll back only to a generation listed as promoted by 'lineage log'.")
+    if to == current:
+        raise UsageError(f"{to} is already the served generation")
+    md5 = (dvc.lock_outs(git.read_blob(repo, target, "dvc.lock")).get("train", {}).get("models/child") or {}).get("md5")
+    cache = dvc.cache_dir(root)
+    if not md5 or not dvc.cache_path(cache, md5).exists():
+        dvc.dvc(["fetch", "-q"], cwd=root, check=False)
+        if not md5 or not dvc.cache_path(cache, md5).exists():
+            raise IntegrityError(f"{to} weights", "not in the local cache nor the DVC remote; cannot restore")
+    if _git(["symbolic-ref", "-q", "HEAD"], root, check=False).stdout.strip() != f"refs/heads/{protected}":
+        _git(["checkout", "-q", protected], root)
+    _git(["rm", "-q", "-r", "--ignore-unmatch", "--", *RESTORED], root)
+    _git(["checkout", str(target.id), "--", *[p for p in RESTORED if git.read_blob(repo, target, p) is not None
+                                                or p == "reports"]], root)
+    message = (f"rollback: {current} -> {to}\n\n{reason.strip()}\n\n"
+               f"Rollback-From: {current}\nRollback-To: {to}\nReason: {' '.join(reason.split())}")
+    _git(["commit", "-q", "-m", message], root, env=_env(root))
+    commit = _git(["rev-parse", "HEAD"], root).stdout.strip()
+    dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
+    return Rollback(to, current, commit, reason)
