@@ -1,0 +1,89 @@
+"""`make demo`: a guided tour of a store on the bundled corpus, on a CPU, in a few minutes.
+
+Every step says what it does and why, runs the real command, and stops on the first real error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LINEAGE = [sys.executable, "-m", "lineage"]
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m" if sys.stdout.isatty() else f"\n==> {text}", flush=True)
+
+
+def run(args: list[str], cwd: Path, expect_fail: bool = False) -> subprocess.CompletedProcess:
+    print("$ " + " ".join(a if " " not in a else repr(a) for a in args), flush=True)
+    proc = subprocess.run(args, cwd=cwd, text=True, capture_output=True)
+    print((proc.stdout + proc.stderr).rstrip(), flush=True)
+    if expect_fail and proc.returncode == 0:
+        raise SystemExit(f"demo: expected this to be refused, but it succeeded: {' '.join(args)}")
+    if not expect_fail and proc.returncode not in (0,):
+        raise SystemExit(f"demo: step failed (exit {proc.returncode}): {' '.join(args)}")
+    return proc
+
+
+def main(argv: list[str]) -> int:
+    keep = "--keep" in argv
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    if not os.environ.get("GIT_AUTHOR_NAME") and subprocess.run(["git", "config", "user.email"],
+                                                                capture_output=True).returncode != 0:
+        os.environ.update(GIT_AUTHOR_NAME="lineage demo", GIT_AUTHOR_EMAIL="demo@lineage.invalid",
+                          GIT_COMMITTER_NAME="lineage demo", GIT_COMMITTER_EMAIL="demo@lineage.invalid")
+    base = Path(tempfile.mkdtemp(prefix="lineage-demo-"))
+    store = base / "luna"
+    started = time.monotonic()
+    print(f"demo store: {store}")
+    try:
+        say("Make a store: git + DVC + the pipeline + the first delta of the bundled corpus (era 0).")
+        run(LINEAGE + ["init", str(store)], base)
+
+        say("Train G000 from scratch as a candidate: tiny Llama, tokenizer trained on the corpus, then the gate.")
+        run(LINEAGE + ["propose"], store)
+
+        say("Promote it: the arbiter re-derives the verdict from the evidence and fast-forwards main.")
+        run(LINEAGE + ["promote", "candidates/G000-a"], store)
+
+        say("New knowledge arrives: register era 1 through the data gate (DVC-tracked).")
+        run(LINEAGE + ["corpus", "write", "1", str(base / "era1.jsonl")], store)
+        run(LINEAGE + ["data", "add", str(base / "era1.jsonl")], store)
+
+        say("A sensible candidate: gentle fine-tune on era 1 with replay of era 0.")
+        run(LINEAGE + ["propose", "--name", "a"], store)
+
+        say("A careless candidate: zero training steps. It learns nothing new, so it must fail 'generalize'.")
+        run(LINEAGE + ["propose", "--name", "b", "-S", "train.max_steps=0"], store, expect_fail=True)
+
+        say("Try to sneak the failed candidate onto main with plain git: the hook runs the arbiter.")
+        run(["git", "update-ref", "refs/heads/main", "candidates/G002-b"], store, expect_fail=True)
+
+        say("Promote the good one.")
+        run(LINEAGE + ["promote", "candidates/G001-a"], store)
+
+        say("Roll back to G000: a new commit on main, never a rewrite; weights back in place.")
+        run(LINEAGE + ["rollback", "--to", "G000", "--reason", "demo: served answers regressed"], store)
+
+        say("The fossil record: every attempt, pass or fail, and git's own view of main.")
+        run(LINEAGE + ["log"], store)
+        run(["git", "log", "--first-parent", "--format=%h %s%n%(trailers:only,unfold)", "main"], store)
+        print(f"\ndemo finished in {time.monotonic() - started:.0f} s; store at {store}")
+    finally:
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(Path(str(store) + ".dvc-remote"), ignore_errors=True)
+            print(f"(removed {base}; pass DEMO_ARGS=--keep to keep it)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
