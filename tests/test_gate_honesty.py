@@ -148,4 +148,6 @@ def test_gate_report_names_the_hashes_it_judged(candidate):
     assert "metrics.json" in metrics_md5
     assert os.path.exists(candidate / "MODEL_CARD.md")
     card = (candidate / "MODEL_CARD.md").read_text()
-    assert card.startswith("---") and "base_model_relation" in card
+    assert card.startswith("---") and "model-index" in card
+    for bullet in ("Parent", "Data added", "Known regressions", "Hashes"):
+        assert bullet in card
