@@ -18,6 +18,11 @@ GEN_RE = re.compile(r"G(\d{3,})")
 ALLOWED_DIRTY = ("data/deltas/",)
 
 
+def _pending_data(path: str) -> bool:
+    """A registered delta waiting for its candidate: its .dvc file or the DVC-written .gitignore."""
+    return path.startswith(ALLOWED_DIRTY) and (path.endswith(".dvc") or path.endswith("/.gitignore"))
+
+
 @dataclass(frozen=True)
 class Proposal:
     """A frozen candidate and what its gate said."""
@@ -103,7 +108,7 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
     root = find_store(store)
     repo = git.open_repo(root)
     protected = git.protected_branch(repo)
-    dirty = [p for p in git.work_tree_dirty(root) if not p.startswith(ALLOWED_DIRTY)]
+    dirty = [p for p in git.work_tree_dirty(root) if not _pending_data(p)]
     if dirty:
         raise DirtyTreeError(str(root), dirty)
     if not re.fullmatch(r"[a-z0-9]+", name):
@@ -116,7 +121,7 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
         parent_gen = _generation_of(repo, tip)
     generation = next_generation(repo)
     branch = f"{CANDIDATE_PREFIX}{generation}-{name}"
-    pending = [p for p in git.work_tree_dirty(root) if p.startswith(ALLOWED_DIRTY)]
+    pending = [p for p in git.work_tree_dirty(root) if _pending_data(p)]
     _git(["checkout", "-q", "-b", branch, protected], root)
     try:
         _apply_overrides(root, overrides or [])
@@ -172,7 +177,7 @@ def promote(candidate: str, store=".") -> Promotion:
     root = find_store(store)
     repo = git.open_repo(root)
     protected = git.protected_branch(repo)
-    dirty = [p for p in git.work_tree_dirty(root) if not p.startswith(ALLOWED_DIRTY)]
+    dirty = [p for p in git.work_tree_dirty(root) if not _pending_data(p)]
     if dirty:
         raise DirtyTreeError(str(root), dirty)
     ref = repo.references.get(f"refs/heads/{candidate}") or repo.references.get(f"refs/heads/{CANDIDATE_PREFIX}{candidate}")
@@ -254,7 +259,7 @@ def rollback(reason: str, to: str | None = None, store=".") -> Rollback:
     root = find_store(store)
     repo = git.open_repo(root)
     protected = git.protected_branch(repo)
-    dirty = [p for p in git.work_tree_dirty(root) if not p.startswith(ALLOWED_DIRTY)]
+    dirty = [p for p in git.work_tree_dirty(root) if not _pending_data(p)]
     if dirty:
         raise DirtyTreeError(str(root), dirty)
     tip = git.tip(repo, protected)
