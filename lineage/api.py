@@ -61,6 +61,12 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
     root = root.resolve()
     created: list[str] = []
 
+    for name in TEMPLATE_FILES:  # refuse before touching anything
+        target = root / name
+        if name != "params.yaml" and target.exists() and target.read_text() != template_text(name):
+            raise InitConflictError(str(root), f"an existing {name} differs from lineage's",
+                                    f"Move {name} away (or merge lineage's stages into it by hand) and run init again.")
+
     top = _git_root(root)
     if top is None or top != root:
         if top is not None and path == ".":
@@ -188,7 +194,9 @@ def data_add(file: str | Path, store: str | Path = ".", name: str | None = None)
     stem = name or src.stem
     if not stem.replace("-", "").replace("_", "").isalnum():
         raise UsageError(f"delta name {stem!r} must be letters, digits, '-' or '_'", "Pass --name NAME.")
-    existing = sorted(p.name for p in (root / DELTAS).glob("d*.jsonl") if DELTA_RE.match(p.name))
+    # a delta counts whether its data is here or only its .dvc file (not pulled yet)
+    names = {p.name.removesuffix(".dvc") for p in (root / DELTAS).glob("d*.jsonl*")}
+    existing = sorted(n for n in names if DELTA_RE.match(n))
     number = int(existing[-1][1:4]) + 1 if existing else 0
     rel = f"{DELTAS.as_posix()}/d{number:03d}-{stem}.jsonl"
     rules = protected_policy(root).policy.data
@@ -197,8 +205,10 @@ def data_add(file: str | Path, store: str | Path = ".", name: str | None = None)
     shutil.copyfile(src, staging)
     try:
         delta = read_delta(root, rel, rules)  # refuse before anything is registered
-    except Exception:
+    except Exception as exc:
         staging.unlink(missing_ok=True)
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (exc.args[0].replace(rel, str(src)),) + exc.args[1:]  # name the file the user gave
         raise
     dvc.dvc(["add", "-q", rel], cwd=root)
     from .adapters import git
