@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from importlib import resources
@@ -130,7 +131,9 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
         created.append(FIRST_DELTA)
 
     committed = None
-    git.git(["add", "-A"], cwd=root)
+    # Stage only what lineage wrote: a user's untracked files (a .env, say) never ride along.
+    ours = [*TEMPLATE_FILES, ".gitignore", ".dvc", ".dvcignore", "data/deltas"]
+    git.git(["add", "--", *[p for p in ours if (root / p).exists()]], cwd=root)
     staged = git.git(["diff", "--cached", "--quiet"], cwd=root, check=False).returncode != 0
     if not has_commits:
         git.git(["commit", "-q", "--allow-empty", "-m", "lineage: init store\n\nLineage-Init: 1"],
@@ -192,7 +195,7 @@ def data_add(file: str | Path, store: str | Path = ".", name: str | None = None)
     if not src.is_file():
         raise UsageError(f"{file}: no such file", "Give the path of a JSONL file.")
     stem = name or src.stem
-    if not stem.replace("-", "").replace("_", "").isalnum():
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", stem):
         raise UsageError(f"delta name {stem!r} must be letters, digits, '-' or '_'", "Pass --name NAME.")
     # a delta counts whether its data is here or only its .dvc file (not pulled yet)
     names = {p.name.removesuffix(".dvc") for p in (root / DELTAS).glob("d*.jsonl*")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -82,6 +83,9 @@ def check_number(v, f: str, p: Problems, lo=None, hi=None, *, lo_open=False,
     """Return v as a float within [lo, hi]; values within `slack` outside are clamped."""
     if v is None and nullable:
         return None
+    # PyYAML reads 1e-3 (no dot) as a string while DVC reads it as a number: accept that form.
+    if isinstance(v, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", v.strip()):
+        v = float(v)
     # bool is an int subclass in Python, but `true` in YAML is never a threshold.
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise p.bad(f, f"expected a number{' or null' if nullable else ''}, got {describe(v)}")

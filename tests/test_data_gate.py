@@ -381,3 +381,12 @@ def test_sample_replay_refuses_an_unknown_strategy():
 def test_training_text_joins_prompt_and_completion():
     assert training_text({"prompt": "Q: a?\nA:", "completion": " b."}) == "Q: a?\nA: b."
     assert training_text({"text": "plain"}) == "plain"
+
+
+def test_data_add_refuses_a_non_ascii_delta_name(store, tmp_path):
+    era = tmp_path / "era1.jsonl"
+    run_cli("corpus", "write", "1", str(era), cwd=store)
+    code, _, err = run_cli("data", "add", str(era), "--name", "été", cwd=store)
+    assert code == 2
+    assert "delta name" in err
+    assert not list((store / "data" / "deltas").glob("d001-*"))

@@ -192,3 +192,17 @@ def test_help_imports_no_heavy_library(argv):
     assert proc.returncode == 0, proc.stderr
     assert "Usage:" in proc.stdout
     assert json.loads(proc.stdout.splitlines()[-1]) == []
+
+
+def test_init_never_commits_a_users_untracked_files(tmp_path):
+    target = tmp_path / "fresh"
+    target.mkdir()
+    subprocess.run(["git", "init", "-q", str(target)], check=True)
+    (target / ".env").write_text("AWS_SECRET_ACCESS_KEY=abc\n")
+    (target / "notes.txt").write_text("mine\n")
+    code, out, err = run_cli("init", str(target), cwd=tmp_path)
+    assert code == 0, err
+    committed = git(target, "ls-tree", "-r", "--name-only", "HEAD").split()
+    assert ".env" not in committed and "notes.txt" not in committed
+    assert "dvc.yaml" in committed
+    assert (target / ".env").exists()

@@ -139,7 +139,9 @@ def main() -> None:
         log.info("parent: no generation on the protected branch yet; base is %s", info["base_model"])
     rows = hash_dir(PARENT_DIR)
     info["weights_sha256"] = weights_digest(rows)
-    for file in PARENT_DIR.rglob("*"):
-        if file.is_file():
-            os.chmod(file, 0o444)
+    if info["kind"] != "local":
+        # a local base is hard-linked from the user's own directory: leave its modes alone
+        for file in PARENT_DIR.rglob("*"):
+            if file.is_file():
+                os.chmod(file, 0o444)
     write_json(PARENT_INFO, info)
