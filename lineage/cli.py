@@ -156,11 +156,23 @@ def rollback(ctx, to: str | None, reason: str) -> None:
 
 
 @cli.command("log")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True,
+              help="table of candidates; jsonl: the evolution log (evolution_log.jsonl); csv: lineage.csv.")
 @click.pass_context
-def log_cmd(ctx) -> None:
+def log_cmd(ctx, fmt: str) -> None:
     """The fossil record: every frozen candidate, pass or fail, HEAD marked."""
     from . import promotion
 
+    if fmt == "jsonl":
+        from . import api, ledger
+
+        click.echo(ledger.to_jsonl(ledger.read(api.find_store("."))), nl=False)
+        return
+    if fmt == "csv":
+        from . import record
+
+        click.echo(record.lineage_csv("."), nl=False)
+        return
     rows = promotion.frozen_candidates(".")
     table = [["*" if r["head"] else "", r["generation"], r["branch"].split("/", 1)[1], r["verdict"],
               "yes" if r["promoted"] else "", r.get("parent") or "base",
@@ -168,6 +180,136 @@ def log_cmd(ctx) -> None:
               ", ".join(r.get("failed") or []) or ""] for r in rows]
     out(ctx).result(rows, _table(table, ["", "gen", "candidate", "verdict", "promoted", "parent", "score", "failed"])
                     if rows else "no candidates yet: run 'lineage propose'")
+
+
+@cli.command()
+@click.argument("generation")
+@click.pass_context
+def show(ctx, generation: str) -> None:
+    """Manifest, metrics, verdict and model card of GENERATION."""
+    from . import record
+
+    v = record.show(generation, ".")
+    child = (v.metrics or {}).get("child") or {}
+    parent = (v.manifest or {}).get("parent") or {}
+    text = [f"{v.generation}  commit {v.commit[:12]}  verdict {v.verdict}",
+            f"parent: {parent.get('generation') or parent.get('kind')}  base: {(v.manifest or {}).get('base_model')}",
+            f"recall {child.get('recall')}  generalize {child.get('generalize')}  "
+            f"tone_drift {(v.metrics or {}).get('tone_drift')}  law_violations {child.get('law_violations')}",
+            f"weights {(v.train or {}).get('weights_sha256')}", "", v.card or "(no model card)"]
+    out(ctx).result(v, "\n".join(text))
+
+
+@cli.command()
+@click.option("--no-remote", is_flag=True, help="Do not ask the DVC remote whether everything is pushed.")
+@click.pass_context
+def status(ctx, no_remote: bool) -> None:
+    """HEAD generation, open candidates and remote sync."""
+    from . import record
+
+    st = record.status(".", check_remote=not no_remote)
+    out(ctx).result(st, "\n".join([
+        f"{st.protected_branch} serves {st.head_generation or 'no generation yet'}"
+        + (f" ({st.head_commit[:12]})" if st.head_commit else ""),
+        f"open candidates: {', '.join(st.open_candidates) or 'none'}",
+        f"DVC remote: {st.remote_detail}"]))
+
+
+@cli.command()
+@click.argument("generation")
+@click.option("--dest", default=None, help="Directory to put the weights in (default models/generations/GEN).")
+@click.pass_context
+def checkout(ctx, generation: str, dest: str | None) -> None:
+    """Materialise GENERATION's weights read-only, checked against its hashes."""
+    from . import record
+
+    path = record.checkout(generation, ".", dest)
+    out(ctx).result({"generation": generation, "path": str(path)}, f"{generation} -> {path}")
+
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.pass_context
+def diff(ctx, a: str, b: str) -> None:
+    """Compare generations A and B: metrics, params, data, weight change."""
+    from . import record
+
+    d = record.diff(a, b, ".")
+    lines = [f"{a} -> {b}"]
+    for section in ("metrics", "params"):
+        for key, v in d[section].items():
+            lines.append(f"  {section[:-1] if section == 'params' else 'metric'} {key}: {v['a']} -> {v['b']}")
+    lines.append(f"  data only in {b}: {', '.join(d['data']['only_in_b']) or 'none'}")
+    w = d["weights"]
+    lines.append(f"  weights: {w['params_changed_pct']}% of parameters, {w['tensors_changed_pct']}% of tensors changed")
+    lines += [f"    {m['tensor']}: {m['relative_change']}" for m in w["most_changed"]]
+    out(ctx).result(d, "\n".join(lines))
+
+
+@cli.command()
+@click.pass_context
+def verify(ctx) -> None:
+    """Re-hash every promoted generation and check the evidence and the log; exit 1 on a mismatch."""
+    from . import record
+
+    r = record.verify(".")
+    text = [f"checked {c}" for c in r.checked] + [f"MISMATCH {p}" for p in r.problems]
+    text.append("verify: OK" if r.ok else f"verify: {len(r.problems)} problem(s)")
+    out(ctx).result({"checked": r.checked, "problems": r.problems, "ok": r.ok}, "\n".join(text))
+    if not r.ok:
+        ctx.exit(1)
+
+
+@cli.group()
+def hub() -> None:
+    """A shared bare repository whose receive hook enforces the arbiter for everyone."""
+
+
+@hub.command("init")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--name", default="hub", show_default=True, help="Git remote name to register in the current store.")
+@click.pass_context
+def hub_init(ctx, path: str, name: str) -> None:
+    """Create a hub at PATH and register it as a remote of the current store (if in one)."""
+    from . import api, hub as hub_mod
+    from .errors import NotAStoreError
+
+    try:
+        api.find_store(".")
+        store = "."
+    except NotAStoreError:
+        store = None
+    protected = "main"
+    if store:
+        from .adapters import git
+
+        protected = git.protected_branch(git.open_repo("."))
+    h = hub_mod.init(path, protected, store, name)
+    out(ctx).result(h, f"hub at {h.path} (protected branch {h.protected_branch})"
+                       + (f", registered as remote '{h.remote_name}'" if h.remote_name else ""))
+
+
+@cli.command()
+@click.option("--remote", default="hub", show_default=True, help="Git remote of the hub.")
+@click.pass_context
+def push(ctx, remote: str) -> None:
+    """Push DVC data, then the protected branch, candidates, tags and log atomically."""
+    from . import hub as hub_mod
+
+    r = hub_mod.push(".", remote)
+    out(ctx).result(r, f"pushed {len(r.refs)} ref(s) to {r.remote} after the DVC data")
+
+
+@cli.command()
+@click.option("--remote", default="hub", show_default=True, help="Git remote of the hub.")
+@click.pass_context
+def pull(ctx, remote: str) -> None:
+    """Fetch lineage refs and DVC data from the hub; fast-forward the protected branch."""
+    from . import hub as hub_mod
+
+    r = hub_mod.pull(".", remote)
+    out(ctx).result(r, f"pulled from {remote}; protected branch {'moved' if r['protected_moved'] else 'unchanged'}")
 
 
 def main() -> None:

@@ -123,8 +123,12 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
     branch = f"{CANDIDATE_PREFIX}{generation}-{name}"
     pending = [p for p in git.work_tree_dirty(root) if _pending_data(p)]
     _git(["checkout", "-q", "-b", branch, protected], root)
+    from . import ledger
+
     try:
         _apply_overrides(root, overrides or [])
+        ledger.append(root, "PROPOSE", generation, {"branch": branch, "parent": parent_gen,
+                                                     "overrides": list(overrides or [])})
         if progress:
             progress(f"{branch}: running the pipeline (dvc repro)")
         run = dvc.dvc(["repro"], cwd=root, check=False)
@@ -145,6 +149,7 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
             report = json.loads(report_path.read_text())
             verdict, failed, criteria, composite = (report["verdict"], report["failed"], report["criteria"],
                                                     report["composite"])
+        _log_run(root, generation, run.returncode == 0, verdict, failed, reason)
         gate_hash = digest_bytes(report_path.read_bytes()) if report_path.exists() and run.returncode == 0 else "none"
         message = (f"{generation}-{name}: {verdict}{' (' + ', '.join(failed) + ')' if failed else ''}\n\n"
                    f"Generation: {generation}\nParent: {parent_gen or 'base'}\nVerdict: {verdict}\n"
@@ -186,7 +191,16 @@ def promote(candidate: str, store=".") -> Promotion:
     new = str(ref.peel().id)
     old_commit = git.tip(repo, protected)
     old = str(old_commit.id)
-    decision = check_move(repo, old, new, protected)
+    from . import ledger
+
+    try:
+        decision = check_move(repo, old, new, protected)
+    except ArbiterRefusedError as exc:
+        ledger.append(root, "ARBITER_VERIFY", _generation_of_branch(candidate),
+                      {"candidate": candidate, "commit": new, "verdict": "REFUSED", "reason": exc.reason})
+        raise
+    ledger.append(root, "ARBITER_VERIFY", decision.generation,
+                  {"candidate": candidate, "commit": new, "verdict": "PASS", "composite": decision.composite})
     # compare-and-swap: git refuses if the tip moved since we read it (a racing promoter).
     current = _git(["symbolic-ref", "-q", "HEAD"], root, check=False).stdout.strip()
     moved = _git(["update-ref", "-m", f"lineage promote {decision.generation}", f"refs/heads/{protected}", new, old],
@@ -195,6 +209,7 @@ def promote(candidate: str, store=".") -> Promotion:
         raise ArbiterRefusedError(f"refs/heads/{protected}", "the protected branch moved while promoting "
                                   f"({moved.stderr.strip().splitlines()[-1] if moved.stderr.strip() else 'lock'})",
                                   "Another promotion won; re-gate the candidate with 'lineage propose'.")
+    ledger.append(root, "COMMIT", decision.generation, {"old": old, "new": new, "ref": protected})
     if current == f"refs/heads/{protected}":
         _git(["reset", "-q", "--hard", new], root)
     dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
@@ -297,5 +312,41 @@ def rollback(reason: str, to: str | None = None, store=".") -> Rollback:
                f"Rollback-From: {current}\nRollback-To: {to}\nReason: {' '.join(reason.split())}")
     _git(["commit", "-q", "-m", message], root, env=_env(root))
     commit = _git(["rev-parse", "HEAD"], root).stdout.strip()
+    from . import ledger
+
+    ledger.append(root, "ROLLBACK", to, {"from": current, "to": to, "reason": reason, "commit": commit})
     dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
     return Rollback(to, current, commit, reason)
+
+
+def _generation_of_branch(name: str) -> str | None:
+    match = GEN_RE.search(name)
+    return match.group(0) if match else None
+
+
+def _log_run(root: Path, generation: str, completed: bool, verdict: str, failed: list, reason: str | None) -> None:
+    """Record what the pipeline run produced, step by step, in the evolution log."""
+    from . import ledger
+
+    reports = root / "reports"
+    manifest = reports / "train" / "manifest.json"
+    if manifest.exists():
+        from .canonical import digest_obj
+
+        ledger.append(root, "MANIFEST_FROZEN", generation, {"manifest": digest_obj(json.loads(manifest.read_text()))})
+    failure = reports / "train_failure.json"
+    if failure.exists():
+        data = json.loads(failure.read_text())
+        ledger.append(root, "BUDGET_EXCEEDED", generation, {"reason": data["reason"], "used": data.get("budget_used")})
+    elif completed:
+        train = json.loads((reports / "train" / "metrics.json").read_text())
+        ledger.append(root, "TRAIN_COMPLETE", generation, {k: train.get(k) for k in
+                      ("steps", "tokens", "wall_minutes", "peak_memory_mb", "loss_final", "weights_sha256")})
+        metrics = json.loads((root / "metrics.json").read_text())
+        child = metrics["child"]
+        ledger.append(root, "EVAL_COMPLETE", generation, {"recall": child["recall"], "generalize": child["generalize"],
+                                                          "tone_drift": metrics["tone_drift"],
+                                                          "law_violations": child["law_violations"],
+                                                          "verdict": verdict})
+    if verdict != "PASS":
+        ledger.append(root, "REJECT", generation, {"failed": failed, "reason": reason})

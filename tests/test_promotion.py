@@ -7,6 +7,7 @@ proven in test_gate_honesty.py. Here the point is what may move the protected br
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,120 @@ def test_lineage_log_lists_every_attempt_pass_or_fail(store):
     by_gen = {r["generation"]: r for r in rows}
     assert by_gen["G000"]["verdict"] == "PASS" and by_gen["G000"]["promoted"]
     assert by_gen["G001"]["verdict"] == "FAIL" and not by_gen["G001"]["promoted"]
+
+
+# --- the record -------------------------------------------------------------------------------
+
+def test_evolution_log_holds_every_event_in_order(store):
+    events = [json.loads(line) for line in lineage(store, "log", "--format", "jsonl").stdout.splitlines()]
+    kinds = [(e["event"], e["generation"]) for e in events]
+    assert ("PROPOSE", "G001") in kinds and ("BUDGET_EXCEEDED", "G001") in kinds and ("REJECT", "G001") in kinds
+    assert ("COMMIT", "G000") in kinds and ("ROLLBACK", "G000") in kinds
+    refused = [e for e in events if e["event"] == "ARBITER_VERIFY" and e["data"]["verdict"] == "REFUSED"]
+    assert refused and refused[0]["generation"] == "G001"  # refused promotions leave a trace too
+    assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)
+
+
+def test_lineage_csv_has_one_row_per_candidate_with_its_columns(store):
+    rows = lineage(store, "log", "--format", "csv").stdout.splitlines()
+    assert rows[0].split(",")[:5] == ["gen", "parent", "weights_sha256", "tokenizer_sha256", "data_delta_sha256"]
+    assert {"G000", "G001", "G002"} <= {r.split(",")[0] for r in rows[1:]}
+
+
+def test_show_status_and_diff_read_the_record(store):
+    shown = json.loads(lineage(store, "--json", "show", "G000").stdout)
+    assert shown["verdict"] == "PASS" and shown["manifest"]["parent"]["kind"] == "scratch"
+    st = json.loads(lineage(store, "--json", "status").stdout)
+    assert st["head_generation"] == "G000" and "candidates/G001-a" in st["open_candidates"]
+    d = json.loads(lineage(store, "--json", "diff", "G000", "G002").stdout)
+    assert d["data"]["only_in_b"] == ["d001-era1"]
+    assert 0 < d["weights"]["params_changed_pct"] <= 100
+
+
+def test_verify_passes_then_catches_a_corrupted_read_only_cache_file(store, tmp_path):
+    assert lineage(store, "verify").returncode == 0
+    work = tmp_path / "copy"
+    shutil.copytree(store, work, symlinks=True)
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    md5 = next(o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"] == "models/child")
+    listing = json.loads((work / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).read_text())
+    weights = next(e["md5"] for e in listing if e["relpath"].endswith(".safetensors"))
+    victim = work / ".dvc/cache/files/md5" / weights[:2] / weights[2:]
+    victim.chmod(0o644)
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF  # same size, one byte off
+    victim.write_bytes(bytes(data))
+    victim.chmod(0o444)
+    proc = lineage(work, "verify", check=False)
+    assert proc.returncode == 1
+    assert "MISMATCH G000" in proc.stdout and "model.safetensors" in proc.stdout
+
+
+# --- the hub ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hub(store, tmp_path_factory):
+    path = tmp_path_factory.mktemp("hub") / "luna.git"
+    lineage(store, "hub", "init", str(path))
+    lineage(store, "push")
+    # a failed candidate on top of the current tip: a fast-forward the gate must still refuse
+    failed = lineage(store, "propose", "--name", "c", "-S", "train.max_steps=150", check=False)
+    assert failed.returncode == 1
+    return path
+
+
+def hub_tip(hub, ref="refs/heads/main"):
+    return sh(["git", "rev-parse", ref], hub).stdout.strip()
+
+
+def test_first_push_replays_the_whole_history_through_the_arbiter(store, hub):
+    assert hub_tip(hub) == tip(store)
+    tags = sh(["git", "tag", "-l", "lineage/*"], hub).stdout.split()
+    assert "lineage/frozen/G001-a" in tags and "lineage/gen/G000" in tags
+
+
+@pytest.mark.parametrize("refspec, why", [
+    ("candidates/G003-c:refs/heads/main", "refused to move refs/heads/main"),
+    ("candidates/G001-a:refs/heads/main", "not a fast-forward"),
+    ("main~1:refs/heads/main", "not a fast-forward"),
+    (":refs/heads/main", "deleting the protected branch"),
+    (":refs/tags/lineage/frozen/G001-a", "never deleted"),
+    ("main:refs/tags/lineage/frozen/G001-a", "never moved"),
+])
+def test_hub_refuses_force_pushes_deletes_and_tag_moves(store, hub, refspec, why):
+    before = sh(["git", "for-each-ref"], hub).stdout
+    proc = sh(["git", "push", "--force", "hub", refspec], store, check=False)
+    assert proc.returncode != 0
+    assert why in proc.stderr
+    assert sh(["git", "for-each-ref"], hub).stdout == before
+
+
+def test_hub_refuses_a_commit_made_with_local_hooks_switched_off(store, hub, tmp_path):
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(hub), str(clone)], tmp_path)
+    sh(["git", "-c", "core.hooksPath=/dev/null", "commit", "-q", "--allow-empty", "-m", "bypass"], clone)
+    proc = sh(["git", "push", "origin", "main"], clone, check=False)
+    assert proc.returncode != 0 and "not a lineage generation" in proc.stderr
+    assert hub_tip(hub) == tip(store)
+
+
+def test_hub_refuses_a_main_moved_by_pygit2_and_lineage_push_says_why(store, hub, tmp_path):
+    import pygit2
+
+    clone = tmp_path / "clone"
+    shutil.copytree(store, clone, symlinks=True)
+    repo = pygit2.Repository(str(clone))
+    failed = repo.references["refs/heads/candidates/G003-c"].target
+    repo.references["refs/heads/main"].set_target(failed)  # libgit2 runs no hooks
+    proc = lineage(clone, "push", check=False)
+    assert proc.returncode == 1 and "refused to move refs/heads/main" in proc.stderr
+    assert hub_tip(hub) == tip(store)
+
+
+def test_hub_keeps_the_evolution_log_append_only(store, hub, tmp_path):
+    clone = tmp_path / "clone"
+    shutil.copytree(store, clone, symlinks=True)
+    first = sh(["git", "rev-list", "--max-parents=0", "refs/lineage/log"], clone).stdout.strip()
+    sh(["git", "update-ref", "refs/lineage/log", first], clone)  # drop every later event
+    proc = sh(["git", "push", "--force", "hub", "refs/lineage/log:refs/lineage/log"], clone, check=False)
+    assert proc.returncode != 0 and "append-only" in proc.stderr

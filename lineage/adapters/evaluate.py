@@ -167,3 +167,30 @@ def score_model(model, tok, probes: dict[str, list[dict]], max_new_tokens: int, 
         "perplexity": round(math.exp(loss), 4) if math.isfinite(loss) and loss < 50 else None,
         "_violations": violations,
     }
+
+
+@torch.no_grad()
+def weight_change(child, parent, top: int = 5) -> dict:
+    """Share of parameters and of tensors that changed, and the most-changed tensors."""
+    parent_params = dict(parent.named_parameters())
+    total = changed = tensors = tensors_changed = 0
+    ranked = []
+    for name, tensor in child.named_parameters():
+        tensors += 1
+        total += tensor.numel()
+        before = parent_params.get(name)
+        if before is None or before.shape != tensor.shape:
+            changed += tensor.numel()
+            tensors_changed += 1
+            ranked.append((name, 1.0))
+            continue
+        diff = (tensor.float() - before.float())
+        n = int((diff != 0).sum())
+        if n:
+            changed += n
+            tensors_changed += 1
+            ranked.append((name, float(diff.norm() / (before.float().norm() + 1e-12))))
+    ranked.sort(key=lambda item: -item[1])
+    return {"params_pct": round(100.0 * changed / max(total, 1), 4),
+            "tensors_pct": round(100.0 * tensors_changed / max(tensors, 1), 4),
+            "most_changed": [{"tensor": n, "relative_change": round(r, 6)} for n, r in ranked[:top]]}

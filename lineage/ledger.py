@@ -1,0 +1,106 @@
+"""The evolution log: an append-only ref, one commit per event.
+
+Each event is canonical JSON in the commit message of a commit on ``refs/lineage/log`` whose only
+parent is the previous event, over an empty tree. Appends move the ref with compare-and-swap
+(``git update-ref NEW OLD``), so two writers never lose each other's events; the hub refuses any
+update of the ref that does not descend from what it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .canonical import canonical_json
+from .errors import IntegrityError, StoreError
+
+LOG_REF = "refs/lineage/log"
+EVENTS = ("PROPOSE", "MANIFEST_FROZEN", "TRAIN_START", "TRAIN_COMPLETE", "BUDGET_EXCEEDED", "EVAL_COMPLETE",
+          "ARBITER_VERIFY", "COMMIT", "REJECT", "ROLLBACK", "APPROVE")
+CSV_COLUMNS = ("gen", "parent", "weights_sha256", "tokenizer_sha256", "data_delta_sha256", "steps", "lr",
+               "loss_final", "eval_recall", "eval_generalize", "eval_tone", "weight_change_%",
+               "promoted_to_head", "timestamp")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of the fossil record."""
+
+    event: str
+    generation: str | None
+    actor: str
+    timestamp: float
+    data: dict
+
+    def __post_init__(self) -> None:
+        if self.event not in EVENTS:
+            raise ValueError(f"unknown event {self.event!r}")
+
+    def to_dict(self) -> dict:
+        return {"schema_version": 1, "event": self.event, "generation": self.generation, "actor": self.actor,
+                "timestamp": self.timestamp, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Event":
+        return cls(d["event"], d.get("generation"), d.get("actor", "unknown"), float(d["timestamp"]), d.get("data") or {})
+
+
+def _actor(repo) -> str:
+    try:
+        return f'{repo.config["user.name"]} <{repo.config["user.email"]}>'
+    except KeyError:
+        return "lineage"
+
+
+def append(root: str | Path, event: str, generation: str | None, data: dict | None = None, retries: int = 20) -> str:
+    """Append one event with compare-and-swap; retry when another writer got there first."""
+    import pygit2
+
+    from .adapters.git import git, open_repo
+
+    repo = open_repo(root)
+    record = Event(event, generation, _actor(repo), round(time.time(), 3), data or {})
+    message = canonical_json(record.to_dict()).decode() + "\n"
+    empty_tree = repo.TreeBuilder().write()
+    sig = pygit2.Signature("lineage", "lineage@localhost")
+    for _ in range(retries):
+        ref = repo.references.get(LOG_REF)
+        old = ref.target if ref is not None else None
+        commit = repo.create_commit(None, sig, sig, message, empty_tree, [old] if old else [])
+        proc = git(["update-ref", LOG_REF, str(commit), str(old) if old else "0" * 40], cwd=root, check=False)
+        if proc.returncode == 0:
+            return str(commit)
+        time.sleep(0.05)
+    raise StoreError(f"could not append {event} to {LOG_REF}: it kept moving", "Run again.")
+
+
+def read(root: str | Path) -> list[Event]:
+    """Every event, oldest first; checks the chain is linear and every line parses."""
+    import pygit2
+
+    from .adapters.git import open_repo
+
+    repo = open_repo(root)
+    ref = repo.references.get(LOG_REF)
+    if ref is None:
+        return []
+    events = []
+    commit = repo[ref.target].peel(pygit2.Commit)
+    while True:
+        try:
+            events.append(Event.from_dict(json.loads(commit.message)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"{LOG_REF} event {str(commit.id)[:12]}", f"unreadable: {exc}") from None
+        if len(commit.parents) > 1:
+            raise IntegrityError(f"{LOG_REF} event {str(commit.id)[:12]}", "has two parents: the log was merged")
+        if not commit.parents:
+            break
+        commit = commit.parents[0]
+    events.reverse()
+    return events
+
+
+def to_jsonl(events: list[Event]) -> str:
+    return "".join(canonical_json(e.to_dict()).decode() + "\n" for e in events)

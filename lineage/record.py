@@ -1,0 +1,300 @@
+"""Reading the record: show, status, checkout, diff, verify and the lineage.csv export."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import IntegrityError, UsageError
+from .promotion import CANDIDATE_PREFIX, FROZEN_TAG, GENERATION_TAG
+
+
+def _open(store):
+    from .adapters import git
+    from .api import find_store
+
+    root = find_store(store)
+    return root, git.open_repo(root)
+
+
+def promoted_history(repo, protected: str) -> list[tuple[str, object, str]]:
+    """(generation, commit, kind) along the protected branch's first-parent history, oldest first."""
+    import pygit2
+
+    from .adapters.git import tip, trailers
+
+    head = tip(repo, protected)
+    if head is None:
+        return []
+    walker = repo.walk(head.id, pygit2.enums.SortMode.TOPOLOGICAL)
+    walker.simplify_first_parent()
+    out = []
+    for commit in walker:
+        info = trailers(commit.message)
+        if "Rollback-To" in info:
+            out.append((info["Rollback-To"], commit, "rollback"))
+        elif "Generation" in info:
+            out.append((info["Generation"], commit, "promotion"))
+    return list(reversed(out))
+
+
+def generation_commit(repo, generation: str):
+    """The commit of a generation: its promotion tag, else its (first) frozen candidate tag."""
+    import pygit2
+
+    ref = repo.references.get(f"refs/tags/{GENERATION_TAG}{generation}")
+    if ref is None:
+        names = sorted(n for n in repo.references if n.startswith(f"refs/tags/{FROZEN_TAG}{generation}-"))
+        if not names:
+            raise UsageError(f"unknown generation {generation}", "See 'lineage log' for generations.")
+        ref = repo.references[names[0]]
+    return repo[ref.target].peel(pygit2.Commit)
+
+
+def _json_at(repo, commit, path: str) -> dict | None:
+    from .adapters.git import read_blob
+
+    blob = read_blob(repo, commit, path)
+    return json.loads(blob) if blob else None
+
+
+@dataclass(frozen=True)
+class GenerationView:
+    """What `lineage show` prints about one generation."""
+
+    generation: str
+    commit: str
+    verdict: str | None
+    manifest: dict | None
+    metrics: dict | None
+    train: dict | None
+    gate: dict | None
+    card: str | None = field(repr=False, default=None)
+
+
+def show(generation: str, store=".") -> GenerationView:
+    """Manifest, metrics, verdict and card of a generation, read from its commit."""
+    from .adapters.git import read_blob, trailers
+
+    _, repo = _open(store)
+    commit = generation_commit(repo, generation)
+    card = read_blob(repo, commit, "MODEL_CARD.md")
+    return GenerationView(generation, str(commit.id), trailers(commit.message).get("Verdict"),
+                          _json_at(repo, commit, "reports/train/manifest.json"), _json_at(repo, commit, "metrics.json"),
+                          _json_at(repo, commit, "reports/train/metrics.json"), _json_at(repo, commit, "reports/gate.json"),
+                          card.decode() if card else None)
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """Where the store stands."""
+
+    protected_branch: str
+    head_generation: str | None
+    head_commit: str | None
+    open_candidates: list
+    remote_in_sync: bool | None
+    remote_detail: str
+
+
+def status(store=".", check_remote: bool = True) -> StoreStatus:
+    """HEAD generation, candidates not promoted, and whether the DVC remote has everything."""
+    from .adapters import dvc, git
+    from .arbiter import _generation_of
+
+    root, repo = _open(store)
+    protected = git.protected_branch(repo)
+    head = git.tip(repo, protected)
+    promoted = {g for g, _, kind in promoted_history(repo, protected) if kind == "promotion"}
+    open_candidates = sorted(name[len("refs/heads/"):] for name in repo.references
+                             if name.startswith("refs/heads/" + CANDIDATE_PREFIX)
+                             and (m := name.rsplit("/", 1)[-1].split("-")[0]) not in promoted)
+    in_sync, detail = None, "not checked"
+    if check_remote:
+        proc = dvc.dvc(["status", "-c", "--json"], cwd=root, check=False)
+        if proc.returncode == 0:
+            data = json.loads(proc.stdout or "{}")
+            in_sync, detail = not data, "in sync" if not data else f"{len(data)} outputs not pushed"
+        else:
+            detail = (proc.stderr.strip().splitlines() or ["remote unreachable"])[-1]
+    return StoreStatus(protected, _generation_of(repo, head) if head else None, str(head.id) if head else None,
+                       open_candidates, in_sync, detail)
+
+
+def _child_md5(repo, commit) -> str:
+    from .adapters import dvc, git
+
+    out = dvc.lock_outs(git.read_blob(repo, commit, "dvc.lock")).get("train", {}).get("models/child")
+    if not out:
+        raise IntegrityError(f"commit {str(commit.id)[:12]}", "dvc.lock records no models/child")
+    return out["md5"]
+
+
+def checkout(generation: str, store=".", dest: str | None = None) -> Path:
+    """Materialise a generation's weights read-only (fetched from the remote if needed), checked."""
+    from .adapters import dvc
+    from .pipeline.parent import check_against, parse_hashes_csv
+
+    root, repo = _open(store)
+    commit = generation_commit(repo, generation)
+    md5 = _child_md5(repo, commit)
+    cache = dvc.cache_dir(root)
+    if not dvc.cache_path(cache, md5).exists():
+        from .pipeline.parent import _fetch_rev
+
+        _fetch_rev(root, str(commit.id))
+    target = Path(dest) if dest else root / "models" / "generations" / generation
+    dvc.materialise(cache, md5, target)
+    from .adapters.git import read_blob
+
+    check_against(target, parse_hashes_csv(read_blob(repo, commit, "reports/train/hashes.csv").decode()), generation)
+    return target
+
+
+def diff(a: str, b: str, store=".") -> dict:
+    """Metrics, params, data and weight change between two generations."""
+    from safetensors.torch import load_file
+
+    va, vb = show(a, store), show(b, store)
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in (d or {}).items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            elif not isinstance(v, list):
+                out[f"{prefix}{k}"] = v
+        return out
+
+    ma, mb = flat((va.metrics or {}).get("child")), flat((vb.metrics or {}).get("child"))
+    metrics = {k: {"a": ma.get(k), "b": mb.get(k)} for k in sorted(set(ma) | set(mb)) if ma.get(k) != mb.get(k)}
+    pa, pb = flat((va.manifest or {}).get("params")), flat((vb.manifest or {}).get("params"))
+    params = {k: {"a": pa.get(k), "b": pb.get(k)} for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)}
+    da = {d["id"] for d in ((va.manifest or {}).get("data") or {}).get("new", [])}
+    db = {d["id"] for d in ((vb.manifest or {}).get("data") or {}).get("new", [])}
+    wa, wb = checkout(a, store, None), checkout(b, store, None)
+    ta = {k: v for f in sorted(wa.glob("*.safetensors")) for k, v in load_file(f).items()}
+    tb = {k: v for f in sorted(wb.glob("*.safetensors")) for k, v in load_file(f).items()}
+    total = changed = changed_tensors = 0
+    ranked = []
+    for name, tensor in tb.items():
+        total += tensor.numel()
+        other = ta.get(name)
+        if other is None or other.shape != tensor.shape:
+            changed += tensor.numel()
+            changed_tensors += 1
+            continue
+        delta = tensor.float() - other.float()
+        n = int((delta != 0).sum())
+        if n:
+            changed += n
+            changed_tensors += 1
+            ranked.append((name, float(delta.norm() / (other.float().norm() + 1e-12))))
+    ranked.sort(key=lambda r: -r[1])
+    return {"a": a, "b": b, "metrics": metrics, "params": params,
+            "data": {"only_in_a": sorted(da - db), "only_in_b": sorted(db - da)},
+            "weights": {"params_changed_pct": round(100 * changed / max(total, 1), 4),
+                        "tensors_changed_pct": round(100 * changed_tensors / max(len(tb), 1), 4),
+                        "most_changed": [{"tensor": n, "relative_change": round(r, 6)} for n, r in ranked[:5]]}}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What `lineage verify` checked and what it found."""
+
+    checked: list
+    problems: list
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(store=".") -> VerifyReport:
+    """Re-hash every promoted generation, check its evidence and the log's chain."""
+    from . import ledger
+    from .adapters import dvc, git
+    from .pipeline.parent import parse_hashes_csv
+
+    root, repo = _open(store)
+    protected = git.protected_branch(repo)
+    cache = dvc.cache_dir(root)
+    checked, problems = [], []
+    seen = set()
+    for generation, commit, kind in promoted_history(repo, protected):
+        if (generation, str(commit.id)) in seen:
+            continue
+        seen.add((generation, str(commit.id)))
+        where = f"{generation} ({kind} {str(commit.id)[:12]})"
+        try:
+            md5 = _child_md5(repo, commit)
+            expected = {r["path"]: r["sha256"] for r in parse_hashes_csv(
+                (git.read_blob(repo, commit, "reports/train/hashes.csv") or b"").decode())}
+            if not dvc.cache_path(cache, md5).exists():
+                from .pipeline.parent import _fetch_rev
+
+                _fetch_rev(root, str(commit.id))
+            listing = {e["relpath"]: e["md5"] for e in dvc.dir_listing(cache, md5)}
+            for rel, sha in expected.items():
+                if rel not in listing:
+                    problems.append(f"{where}: {rel} is in hashes.csv but not in dvc.lock's directory")
+                    continue
+                path = dvc.cache_path(cache, listing[rel])
+                if not path.exists():
+                    problems.append(f"{where}: {rel} is missing from the DVC cache")
+                    continue
+                h = hashlib.sha256()
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+                if h.hexdigest() != sha:
+                    problems.append(f"{where}: {rel} sha256 {h.hexdigest()[:12]}… != recorded {sha[:12]}…")
+            metrics = git.read_blob(repo, commit, "metrics.json") or b""
+            report = json.loads(git.read_blob(repo, commit, "reports/gate.json") or b"{}")
+            if report.get("hashes", {}).get("metrics") != "sha256:" + hashlib.sha256(metrics).hexdigest():
+                problems.append(f"{where}: metrics.json does not match its gate report")
+            checked.append(where)
+        except IntegrityError as exc:
+            problems.append(f"{where}: {exc}")
+    try:
+        events = ledger.read(root)
+        checked.append(f"{ledger.LOG_REF}: {len(events)} events, linear chain")
+    except IntegrityError as exc:
+        problems.append(str(exc))
+    return VerifyReport(checked, problems)
+
+
+def lineage_csv(store=".") -> str:
+    """One row per frozen candidate with the columns of lineage.csv."""
+    from . import ledger
+    from .adapters.git import read_blob
+    from .pipeline.parent import parse_hashes_csv
+    from .promotion import frozen_candidates
+
+    root, repo = _open(store)
+    timestamps = {}
+    for event in ledger.read(root):
+        timestamps.setdefault(event.generation, event.timestamp)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(ledger.CSV_COLUMNS)
+    for row in frozen_candidates(root):
+        commit = repo[row["commit"]]
+        train = _json_at(repo, commit, "reports/train/metrics.json") or {}
+        manifest = _json_at(repo, commit, "reports/train/manifest.json") or {}
+        metrics = _json_at(repo, commit, "metrics.json") or {}
+        hashes = {r["path"]: r["sha256"] for r in parse_hashes_csv(
+            (read_blob(repo, commit, "reports/train/hashes.csv") or b"path,sha256,bytes\n").decode())}
+        child = metrics.get("child") or {}
+        writer.writerow([row["generation"], row.get("parent") or "base", train.get("weights_sha256", ""),
+                         hashes.get("tokenizer.json", ""),
+                         ";".join(d["sha256"] for d in (manifest.get("data") or {}).get("new", [])),
+                         train.get("steps", ""), ((manifest.get("params") or {}).get("train") or {}).get("learning_rate", ""),
+                         train.get("loss_final", ""), child.get("recall", ""), child.get("generalize", ""),
+                         metrics.get("tone_drift", ""), metrics.get("weight_change_pct", ""),
+                         "yes" if row["promoted"] else "no", timestamps.get(row["generation"], "")])
+    return buf.getvalue()
