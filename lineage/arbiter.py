@@ -124,6 +124,12 @@ def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -
     hashes_csv = _blob(repo, new, "reports/train/hashes.csv") or b""
     if hashes.get("hashes_csv") != "sha256:" + hashlib.sha256(hashes_csv).hexdigest():
         raise ArbiterRefusedError(ref, "reports/train/hashes.csv does not match the gate report")
+    from .canonical import digest_obj
+
+    manifest_raw = _blob(repo, new, "reports/train/manifest.json")
+    if manifest_raw is None or hashes.get("manifest") != digest_obj(json.loads(manifest_raw)) \
+            or json.loads(budget_raw).get("manifest_digest") != hashes.get("manifest"):
+        raise ArbiterRefusedError(ref, "the evolution manifest does not match the gate report")
     if hashes.get("child_weights") != json.loads(budget_raw).get("weights_sha256"):
         raise ArbiterRefusedError(ref, "the weights digest in the gate report differs from the training record")
     lock = yaml.safe_load(_blob(repo, new, "dvc.lock") or b"") or {}

@@ -139,6 +139,12 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
             lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith("error:")]
             reason = lines[-1][7:] if lines else "the pipeline failed"
             verdict, failed, criteria, composite = "FAIL", ["pipeline"], [], None
+            # Nothing the parent left behind may pass for this run's evidence.
+            for stale in ("metrics.json", "reports/gate.json", "EVAL.md", "MODEL_CARD.md"):
+                (root / stale).unlink(missing_ok=True)
+            import shutil as _shutil
+
+            _shutil.rmtree(root / "reports" / "eval", ignore_errors=True)
             if failure_path.exists():
                 failure = json.loads(failure_path.read_text())
                 reason = failure["reason"]

@@ -141,6 +141,10 @@ def checkout(generation: str, store=".", dest: str | None = None) -> Path:
 
     root, repo = _open(store)
     commit = generation_commit(repo, generation)
+    from .adapters.git import read_blob, trailers
+
+    if trailers(commit.message).get("Verdict") == "FAIL" and read_blob(repo, commit, "reports/train/hashes.csv") is None:
+        raise IntegrityError(generation, "has no recorded weights (its training run failed)")
     md5 = _child_md5(repo, commit)
     cache = dvc.cache_dir(root)
     if not dvc.cache_path(cache, md5).exists():
@@ -151,7 +155,10 @@ def checkout(generation: str, store=".", dest: str | None = None) -> Path:
     dvc.materialise(cache, md5, target)
     from .adapters.git import read_blob
 
-    check_against(target, parse_hashes_csv(read_blob(repo, commit, "reports/train/hashes.csv").decode()), generation)
+    recorded = read_blob(repo, commit, "reports/train/hashes.csv")
+    if recorded is None:
+        raise IntegrityError(generation, "has no recorded weights (its training run failed)")
+    check_against(target, parse_hashes_csv(recorded.decode()), generation)
     return target
 
 

@@ -241,3 +241,27 @@ def test_hub_keeps_the_evolution_log_append_only(store, hub, tmp_path):
     sh(["git", "update-ref", "refs/lineage/log", first], clone)  # drop every later event
     proc = sh(["git", "push", "--force", "hub", "refs/lineage/log:refs/lineage/log"], clone, check=False)
     assert proc.returncode != 0 and "append-only" in proc.stderr
+
+
+def test_python_load_returns_the_served_generation(store):
+    import lineage
+
+    model, tok = lineage.load(str(store))
+    assert model.config.model_type == "llama" and tok.eos_token
+    assert lineage.load(str(store), "G002", path_only=True).name == "G002"
+
+
+def test_two_promoters_racing_from_one_tip_exactly_one_wins(store):
+    for name in ("d", "e"):
+        assert "PASS" in lineage(store, "propose", "--name", name).stdout
+    before = tip(store)
+    branches = [b for b in sh(["git", "branch", "--list", "candidates/*"], store).stdout.split()
+                if b.endswith(("-d", "-e"))]
+    procs = [subprocess.Popen([sys.executable, "-m", "lineage", "promote", b], cwd=store,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for b in branches]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    loser = next(err for code, err in results if code == 1)
+    assert "re-gate" in loser or "re-run 'lineage propose'" in loser
+    assert sh(["git", "rev-parse", "main~1"], store).stdout.strip() == before
