@@ -83,6 +83,8 @@ def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -
     info = trailers(new.message)
     if "Rollback-To" in info:
         return _check_rollback(repo, old, new, info, ref)
+    if "Approved-Change" in info:
+        return _check_approved_change(repo, old, new, info, ref)
     generation = info.get("Generation")
     if not generation:
         raise ArbiterRefusedError(ref, "the commit is not a lineage generation (no Generation: trailer)",
@@ -160,8 +162,14 @@ def _generation_of(repo, commit) -> str | None:
     """The generation a protected-branch commit serves (following rollbacks)."""
     from .adapters.git import trailers
 
-    info = trailers(commit.message)
-    return info.get("Rollback-To") or info.get("Generation")
+    # Approved changes and the init commit serve whatever generation came before them.
+    while commit is not None:
+        info = trailers(commit.message)
+        served = info.get("Rollback-To") or info.get("Generation")
+        if served:
+            return served
+        commit = commit.parents[0] if commit.parents else None
+    return None
 
 
 def _check_rollback(repo, old, new, info: dict, ref: str) -> Decision:
@@ -181,3 +189,26 @@ def _check_rollback(repo, old, new, info: dict, ref: str) -> Decision:
             return Decision("rollback", target, None, None)
     raise ArbiterRefusedError(ref, f"{target} was never promoted on this branch; a rollback can only restore "
                                    "a promoted generation", "See 'lineage log' for promoted generations.")
+
+
+# What an approved change may never touch: the evidence of the served generation.
+EVIDENCE = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md")
+
+
+def _check_approved_change(repo, old, new, info: dict, ref: str) -> Decision:
+    """A person's change to policy, stages or code: approved by name, never touching a generation.
+
+    Without signatures (see the security page) the approval is a recorded claim, not a proof;
+    the hub is where a team restricts who may push it.
+    """
+    approver = info.get("Approved-By", "").strip()
+    if not approver or "<" not in approver:
+        raise ArbiterRefusedError(ref, "an approved change needs an 'Approved-By: Name <email>' trailer",
+                                  "Use 'lineage change --reason TEXT' on the protected branch.")
+    if not info.get("Reason", "").strip():
+        raise ArbiterRefusedError(ref, "an approved change needs a 'Reason:' trailer")
+    for path in _changed_paths(repo, old, new):
+        if path in EVIDENCE or path.startswith("reports/") or path.startswith("models/"):
+            raise ArbiterRefusedError(ref, f"an approved change may not touch {path}: generations move only "
+                                           "by promotion or rollback")
+    return Decision("change", _generation_of(repo, old), None, None)

@@ -155,6 +155,17 @@ def rollback(ctx, to: str | None, reason: str) -> None:
     out(ctx).result(r, f"rolled back {r.frm} -> {r.to} in {r.commit[:12]}; weights checked out")
 
 
+@cli.command()
+@click.option("--reason", required=True, help="Why the policy, stages or code change: recorded in the commit and the log.")
+@click.pass_context
+def change(ctx, reason: str) -> None:
+    """Commit staged policy/stage/code changes on the protected branch as your approved change."""
+    from . import promotion
+
+    c = promotion.change(reason, ".")
+    out(ctx).result(c, f"approved change {c.commit[:12]} by {c.approver}: {', '.join(c.paths)}")
+
+
 @cli.command("log")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True,
               help="table of candidates; jsonl: the evolution log (evolution_log.jsonl); csv: lineage.csv.")

@@ -356,3 +356,45 @@ def _log_run(root: Path, generation: str, completed: bool, verdict: str, failed:
                                                           "verdict": verdict})
     if verdict != "PASS":
         ledger.append(root, "REJECT", generation, {"failed": failed, "reason": reason})
+
+
+@dataclass(frozen=True)
+class Change:
+    """A person's approved change to policy, stages or code on the protected branch."""
+
+    commit: str
+    approver: str
+    reason: str
+    paths: list
+
+
+def change(reason: str, store=".") -> Change:
+    """Commit the staged changes on the protected branch as an approved change, logged APPROVE.
+
+    Raises:
+        UsageError: nothing is staged, or no reason was given.
+    """
+    from . import ledger
+    from .adapters import git
+    from .api import find_store
+
+    if not reason or not reason.strip():
+        raise UsageError("an approved change needs a reason", "Pass --reason TEXT.")
+    root = find_store(store)
+    repo = git.open_repo(root)
+    protected = git.protected_branch(repo)
+    if _git(["symbolic-ref", "-q", "HEAD"], root, check=False).stdout.strip() != f"refs/heads/{protected}":
+        raise UsageError(f"check out {protected} first", f"git checkout {protected}")
+    paths = _git(["diff", "--cached", "--name-only"], root).stdout.split()
+    if not paths:
+        raise UsageError("nothing is staged to change", "git add the policy, stage or code change first.")
+    env = _env(root)
+    name = env.get("GIT_AUTHOR_NAME") or _git(["config", "user.name"], root).stdout.strip()
+    email = env.get("GIT_AUTHOR_EMAIL") or _git(["config", "user.email"], root).stdout.strip()
+    approver = f"{name} <{email}>"
+    one_line = " ".join(reason.split())
+    message = f"change: {one_line[:60]}\n\n{reason.strip()}\n\nApproved-Change: 1\nApproved-By: {approver}\nReason: {one_line}"
+    _git(["commit", "-q", "-m", message], root, env=env)
+    commit = _git(["rev-parse", "HEAD"], root).stdout.strip()
+    ledger.append(root, "APPROVE", None, {"commit": commit, "approver": approver, "reason": one_line, "paths": paths})
+    return Change(commit, approver, one_line, paths)

@@ -265,3 +265,26 @@ def test_two_promoters_racing_from_one_tip_exactly_one_wins(store):
     loser = next(err for code, err in results if code == 1)
     assert "re-gate" in loser or "re-run 'lineage propose'" in loser
     assert sh(["git", "rev-parse", "main~1"], store).stdout.strip() == before
+
+
+def test_policy_changes_only_through_a_persons_approved_change(store):
+    sh(["git", "reset", "-q", "--hard", "main"], store)
+    params = yaml.safe_load((store / "params.yaml").read_text())
+    params["policy"]["max_law_violations"] = 50
+    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "add", "params.yaml"], store)
+    plain = sh(["git", "commit", "-qm", "loosen"], store, check=False)
+    assert plain.returncode != 0 and "not a lineage generation" in plain.stderr
+    served = json.loads(lineage(store, "--json", "status", "--no-remote").stdout)["head_generation"]
+    done = json.loads(lineage(store, "--json", "change", "--reason", "laws are tested elsewhere for tiny models").stdout)
+    message = sh(["git", "log", "-1", "--format=%B", "main"], store).stdout
+    assert "Approved-Change: 1" in message and "Approved-By: " in message and done["paths"] == ["params.yaml"]
+    assert json.loads(lineage(store, "--json", "status", "--no-remote").stdout)["head_generation"] == served
+    events = [json.loads(x) for x in lineage(store, "log", "--format", "jsonl").stdout.splitlines()]
+    assert events[-1]["event"] == "APPROVE"
+    # an approved change may not carry a generation's evidence
+    (store / "metrics.json").write_text("{}")
+    sh(["git", "add", "metrics.json"], store)
+    sneaky = lineage(store, "change", "--reason", "edit metrics", check=False)
+    assert sneaky.returncode != 0 and "may not touch metrics.json" in sneaky.stderr
+    sh(["git", "reset", "-q", "--hard", "main"], store)

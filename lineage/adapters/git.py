@@ -30,6 +30,14 @@ def git(args: list[str], cwd: str | Path, check: bool = True, env: dict | None =
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, input=input)
     if check and proc.returncode != 0:
+        refused = [ln for ln in proc.stderr.splitlines() if ln.startswith("lineage: refused")]
+        if refused:  # our own hook said no: pass its reason on, not git's "aborted by hook"
+            from ..errors import LineageError
+
+            err = LineageError(refused[0][len("lineage: "):], "Generations move only by 'lineage promote' or "
+                                                               "'lineage rollback'; policy and code by 'lineage change'.")
+            err.exit_code = 1
+            raise err
         msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         raise StoreError(f"git {' '.join(args[:2])} failed: {msg[-1] if msg else proc.returncode}")
     return proc

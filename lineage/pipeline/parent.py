@@ -74,9 +74,10 @@ def resolve_generation(root: Path = Path(".")) -> dict | None:
         return None
     manifest = json.loads(git.read_blob(repo, commit, "reports/train/manifest.json") or b"{}")
     hashes = (git.read_blob(repo, commit, "reports/train/hashes.csv") or b"").decode()
-    info = git.trailers(commit.message)
-    # a rollback commit serves the generation it restored
-    generation = info.get("Rollback-To") or info.get("Generation") or f"unnamed-{str(commit.id)[:7]}"
+    from ..arbiter import _generation_of
+
+    # a rollback commit serves the generation it restored; an approved change, the one before it
+    generation = _generation_of(repo, commit) or f"unnamed-{str(commit.id)[:7]}"
     return {"generation": generation, "commit": str(commit.id), "branch": branch, "md5": child["md5"],
             "manifest": manifest, "hashes": parse_hashes_csv(hashes) if hashes else []}
 
