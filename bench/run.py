@@ -1,31 +1,42 @@
-"""Benchmarks: wall time and peak memory of the pipeline on the bundled corpus.
+"""Benchmarks: the one entry point (`make bench` runs `python bench/run.py $(BENCH_ARGS)`).
 
-Each case prints a ratio against a baseline measured in the same run (these machines are
-noisy): `dvc repro train` against the same three stages run directly with python, so the ratio
-is what DVC's bookkeeping costs on top of the training itself. Results go to bench/results/.
-Usage: python bench/run.py [--repeats N]
+Cases (each prints ratios against a baseline measured in the same run, medians of several runs,
+and writes bench/results/<case>.json; none is a pass/fail test):
+
+    pipeline   `dvc repro train` vs the same stages run directly with python (real training)
+    hooks      git commit/checkout with the reference-transaction hook vs core.hooksPath=/dev/null
+    promotion  `lineage promote`/`rollback` vs `cp -r` of the weights, per model size (synthetic)
+    record     `lineage log/show/status` on 10,000 generations and 50,000 events vs `git log`
+
+Usage: python bench/run.py [--only hooks,promotion] [--repeats N] [case options, see --help]
+       e.g. make bench BENCH_ARGS="--only promotion --sizes 10M,1G,4G"
+Defaults are modest (the machines are small and shared); heavy cases are opt-in by flags.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import hooks  # noqa: E402
+import promotion_size  # noqa: E402
+import record_scale  # noqa: E402
+
+BIN = common.BIN
 
 
-def timed(args: list[str], cwd: Path) -> tuple[float, float]:
+# --- pipeline: DVC's bookkeeping on top of the training itself ----------------------------------
+
+def _timed_rss(args: list[str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of a child process tree, run to completion."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
@@ -35,48 +46,102 @@ def timed(args: list[str], cwd: Path) -> tuple[float, float]:
     return wall, max(peak, before) / 1024
 
 
-def fresh_store(base: Path) -> Path:
-    store = base / "store"
-    subprocess.run([sys.executable, "-m", "lineage", "-q", "init", str(store)], check=True, capture_output=True)
-    return store
+def pipeline_add_arguments(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("pipeline")
+    g.add_argument("--pipeline-repeats", type=int, default=None, metavar="N",
+                   help="pipeline runs (default 1, or --repeats); each trains the default G000 twice")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=1)
-    args = ap.parse_args()
-    os.environ.update(DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1")
-    os.environ["PATH"] = str(BIN) + os.pathsep + os.environ["PATH"]
+def pipeline_run(args) -> dict:
+    """`dvc repro train` against the same three stages run directly (default params, real training)."""
+    repeats = args.pipeline_repeats or args.repeats or 1
     rows = {"dvc repro train": [], "direct stages (baseline)": [], "eval stage": []}
     peaks = []
-    for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            store = fresh_store(Path(tmp) / "a")
-            wall, peak = timed([str(BIN / "dvc"), "repro", "train"], store)
+    for _ in range(repeats):
+        with common.scratch_dir("pipeline") as tmp:
+            tmp = Path(tmp)
+            common.isolate(tmp / "home")
+            store = common.init_store(tmp / "a")
+            wall, peak = _timed_rss([str(BIN / "dvc"), "repro", "train"], store)
             rows["dvc repro train"].append(wall)
             peaks.append(peak)
-            start = time.perf_counter()
-            subprocess.run([str(BIN / "dvc"), "repro", "eval"], cwd=store, check=True, capture_output=True)
-            rows["eval stage"].append(time.perf_counter() - start)
-            base = fresh_store(Path(tmp) / "b")
+            rows["eval stage"].append(common.timed([str(BIN / "dvc"), "repro", "eval"], store))
+            base = common.init_store(tmp / "b")
             start = time.perf_counter()
             for stage in ("parent", "prepare", "train"):
                 subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=base, check=True, capture_output=True)
             rows["direct stages (baseline)"].append(time.perf_counter() - start)
-            shutil.rmtree(Path(tmp) / "a.dvc-remote", ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in rows.items()}
-    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-              "median_seconds": med, "peak_rss_mib_dvc_repro_train": max(peaks),
+            shutil.rmtree(tmp / "a.dvc-remote", ignore_errors=True)
+    med = {k: common.median(v) for k, v in rows.items()}
+    result = {"repeats": repeats, "median_seconds": med, "samples": {k: common.summary(v) for k, v in rows.items()},
+              "peak_rss_mib_dvc_repro_train": max(peaks),
               "ratio_dvc_vs_direct": med["dvc repro train"] / med["direct stages (baseline)"],
               "targets": {"dvc repro train": "<= 180 s, <= 4096 MiB", "eval": "< 60 s"}}
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / "pipeline.json").write_text(json.dumps(result, indent=2))
-    print(f"{'case':28} {'median s':>9}")
-    for k, v in med.items():
-        print(f"{k:28} {v:9.1f}")
-    print(f"dvc repro train / direct stages: {result['ratio_dvc_vs_direct']:.2f}x; "
-          f"peak RSS {max(peaks):.0f} MiB")
+    path = common.write_result("pipeline", result)
+    print(f"== pipeline: medians of {repeats}; baseline = the stages run directly with python")
+    print(common.table([[k, f"{v:.1f}"] for k, v in med.items()], ["case", "median s"]))
+    print(f"dvc repro train / direct stages: {result['ratio_dvc_vs_direct']:.2f}x; peak RSS {max(peaks):.0f} MiB "
+          f"(targets: {result['targets']})")
+    print(f"-> {path}")
+    return result
+
+
+# --- the entry point ----------------------------------------------------------------------------
+
+CASES = {
+    "pipeline": (pipeline_add_arguments, pipeline_run),
+    "hooks": (hooks.add_arguments, hooks.run),
+    "promotion": (promotion_size.add_arguments, promotion_size.run),
+    "record": (record_scale.add_arguments, record_scale.run),
+}
+ALIASES = {"promotion_size": "promotion", "record_scale": "record", "hook": "hooks"}
+
+
+def _headline(case: str, r: dict) -> str:
+    """One line per case for the closing summary."""
+    if case == "pipeline":
+        return f"dvc repro train / direct stages {r['ratio_dvc_vs_direct']:.2f}x"
+    if case == "hooks":
+        c = r["cases"]["commit"]
+        return (f"git commit +{c['extra_ms']:.1f} ms ({c['ratio']:.2f}x) with the hook, target < 10 ms; "
+                f"refusal {r['protected_refusal']['median_ms']:.0f} ms; "
+                f"pack-refs with hook exit {r['pack_refs_all']['hook']['exit']}")
+    if case == "promotion":
+        return "; ".join(f"{s['label']}: promote {s['ratio_vs_cp']['promote']:.2f}x, rollback "
+                         f"{s['ratio_vs_cp']['rollback']:.2f}x of cp -r" for s in r["sizes"])
+    if case == "record":
+        return "; ".join(f"{rd['state'].split(' (')[0]}: lineage log {rd['cases']['lineage log']['median_s']:.2f} s "
+                         f"({rd['cases']['lineage log']['ratio_vs_git_log']:.1f}x git log)" for rd in r["rounds"])
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(CASES),
+                    help=f"comma-separated cases to run (default all: {','.join(CASES)})")
+    ap.add_argument("--repeats", type=int, default=None, metavar="N",
+                    help="runs per measurement for every case (each case has its own default)")
+    for add, _ in CASES.values():
+        add(ap)
+    args = ap.parse_args(argv)
+    chosen = []
+    for name in (n.strip() for n in args.only.split(",") if n.strip()):
+        name = ALIASES.get(name, name)
+        if name not in CASES:
+            ap.error(f"unknown case {name!r}; choose from {', '.join(CASES)}")
+        chosen.append(name)
+    print(f"machine: {json.dumps(common.machine())}")
+    results, started = {}, time.perf_counter()
+    for name in chosen:
+        t = time.perf_counter()
+        results[name] = CASES[name][1](args)
+        print(f"({name}: {time.perf_counter() - t:.0f} s)\n")
+    print("== summary")
+    for name, r in results.items():
+        print(f"  {name:10} {_headline(name, r)}")
+    common.write_result("summary", {"cases": chosen, "headlines": {n: _headline(n, r) for n, r in results.items()},
+                                    "wall_s": round(time.perf_counter() - started, 1)})
     return 0
 
 

@@ -96,7 +96,8 @@ def _apply_overrides(root: Path, overrides: list[str]) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def propose(store=".", name: str = "a", overrides: list[str] | None = None, progress=None) -> Proposal:
+def propose(store=".", name: str = "a", overrides: list[str] | None = None, progress=None,
+            generation: str | None = None) -> Proposal:
     """Fork a candidate from the protected tip, run the pipeline, commit, push data, freeze.
 
     A failed or over-budget run is committed and frozen the same way, with its reason.
@@ -119,8 +120,11 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
         from .arbiter import _generation_of
 
         parent_gen = _generation_of(repo, tip)
-    generation = next_generation(repo)
+    generation = generation or next_generation(repo)  # a window's candidates share one number
     branch = f"{CANDIDATE_PREFIX}{generation}-{name}"
+    if repo.references.get(f"refs/heads/{branch}") is not None or \
+            repo.references.get(f"refs/tags/{FROZEN_TAG}{generation}-{name}") is not None:
+        raise UsageError(f"{branch} exists already", "Pick another --name; candidate names are never reused.")
     pending = [p for p in git.work_tree_dirty(root) if _pending_data(p)]
     _git(["checkout", "-q", "-b", branch, protected], root)
     from . import ledger
@@ -179,7 +183,8 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
     return Proposal(generation, branch, commit, parent_gen, verdict, failed, criteria, composite, reason)
 
 
-def promote(candidate: str, store=".") -> Promotion:
+def promote(candidate: str, store=".", approved_by: str | None = None, cycle: int | None = None,
+            burn_in: bool = True) -> Promotion:
     """Fast-forward the protected branch to a gated candidate (compare-and-swap), then check out."""
     from .adapters import dvc, git
     from .api import find_store
@@ -215,13 +220,23 @@ def promote(candidate: str, store=".") -> Promotion:
         raise ArbiterRefusedError(f"refs/heads/{protected}", "the protected branch moved while promoting "
                                   f"({moved.stderr.strip().splitlines()[-1] if moved.stderr.strip() else 'lock'})",
                                   "Another promotion won; re-gate the candidate with 'lineage propose'.")
-    ledger.append(root, "COMMIT", decision.generation, {"old": old, "new": new, "ref": protected})
+    ledger.append(root, "COMMIT", decision.generation, {"old": old, "new": new, "ref": protected,
+                                                        "approved_by": approved_by, "cycle": cycle})
     if current == f"refs/heads/{protected}":
         _git(["reset", "-q", "--hard", new], root)
     dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
     _git(["tag", "-a", f"{GENERATION_TAG}{decision.generation}", "-m",
-          json.dumps({"generation": decision.generation, "commit": new, "previous": old}), new], root,
-         env=_env(root), check=False)
+          json.dumps({"generation": decision.generation, "commit": new, "previous": old,
+                      "approved_by": approved_by}), new], root, env=_env(root), check=False)
+    if burn_in:
+        from .burnin import run_burn_in
+
+        failure = run_burn_in(root)
+        ledger.append(root, "BURN_IN", decision.generation, {"passed": failure is None, "reason": failure,
+                                                             "cycle": cycle})
+        if failure:
+            rollback(f"burn-in failed: {failure}", None, root, cycle=cycle)
+            return Promotion(decision.generation, "rolled-back", old, new, decision.composite)
     return Promotion(decision.generation, decision.kind, old, new, decision.composite)
 
 
@@ -267,7 +282,7 @@ class Rollback:
 RESTORED = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports")
 
 
-def rollback(reason: str, to: str | None = None, store=".") -> Rollback:
+def rollback(reason: str, to: str | None = None, store=".", cycle: int | None = None) -> Rollback:
     """Restore a previously promoted generation as a new commit on the protected branch."""
     import pygit2
 
@@ -320,7 +335,8 @@ def rollback(reason: str, to: str | None = None, store=".") -> Rollback:
     commit = _git(["rev-parse", "HEAD"], root).stdout.strip()
     from . import ledger
 
-    ledger.append(root, "ROLLBACK", to, {"from": current, "to": to, "reason": reason, "commit": commit})
+    ledger.append(root, "ROLLBACK", to, {"from": current, "to": to, "reason": reason, "commit": commit,
+                                         "cycle": cycle})
     dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
     return Rollback(to, current, commit, reason)
 

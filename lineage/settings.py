@@ -33,7 +33,7 @@ SCHEMA: dict[str, Any] = {
         "strategy": (str, "uniform", ("uniform", "recent_weighted", "high_score_weighted")),
     },
     "train": {
-        "method": (str, "cpt", ("cpt", "sft")),
+        "method": (str, "cpt", ("cpt", "sft", "distill")),
         "backend": (str, "auto", ("auto", "transformers", "unsloth")),
         "finetune": (str, "full", ("full", "lora")),
         "lora_r": (int, 16, None),
@@ -50,6 +50,15 @@ SCHEMA: dict[str, Any] = {
         "distill_beta": (float, 0.4, None),
         "distill_gamma": (float, 0.1, None),
         "distill_temperature": (float, 2.0, None),
+    },
+    "evolve": {
+        "evo_period_cycles": (int, 1, None),
+        "cooldown_cycles": (int, 0, None),
+        "min_new_examples": (int, 1, None),
+        "min_new_score": (float, 0.0, None),
+        "k": (int, 3, None),
+        "max_concurrent_experiments": (int, 3, None),
+        "strategies": (str, "recent_weighted,uniform,high_score_weighted", None),
     },
     "eval": {
         "max_new_tokens": (int, 16, None),

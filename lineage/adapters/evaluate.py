@@ -194,3 +194,16 @@ def weight_change(child, parent, top: int = 5) -> dict:
     return {"params_pct": round(100.0 * changed / max(total, 1), 4),
             "tensors_pct": round(100.0 * tensors_changed / max(tensors, 1), 4),
             "most_changed": [{"tensor": n, "relative_change": round(r, 6)} for n, r in ranked[:top]]}
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().replace(".", " ").split())
+
+
+def shadow_parity(a, b, tok, prompts: list[str], max_new_tokens: int, batch_size: int) -> dict:
+    """Run two models side by side: share of prompts whose normalised answers agree, and where not."""
+    left = greedy(a, tok, prompts, max_new_tokens, batch_size)
+    right = greedy(b, tok, prompts, max_new_tokens, batch_size)
+    differ = [{"prompt": p, "a": x.strip(), "b": y.strip()} for p, x, y in zip(prompts, left, right)
+              if _normalise(x) != _normalise(y)]
+    return {"parity": round(1 - len(differ) / max(len(prompts), 1), 6), "prompts": len(prompts), "differ": differ}

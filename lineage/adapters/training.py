@@ -95,10 +95,50 @@ def _budget_callback(budget, result: TrainResult, started: float, progress=None)
     return BudgetCallback()
 
 
+def distill_trainer_class():
+    """SFTTrainer whose loss blends CE with KL to a teacher (G(N)) and a critic (G(N-1)).
+
+    loss = α·CE + β·T²·KL(teacher‖student) + γ·T²·KL(critic‖student), over completion tokens;
+    the student is called without labels so every backend (Unsloth too) returns logits.
+    """
+    import torch
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class DistillTrainer(SFTTrainer):
+        def __init__(self, *args, teacher=None, critic=None, alpha=0.5, beta=0.4, gamma=0.1, temperature=2.0,
+                     **kwargs):
+            super().__init__(*args, **kwargs)
+            self.teacher, self.critic = teacher.eval(), critic.eval()
+            self.alpha, self.beta, self.gamma, self.temperature = alpha, beta, gamma, temperature
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+            labels = inputs["labels"][:, 1:]
+            student = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            keep = labels != -100
+            ce = F.cross_entropy(student[keep], labels[keep])
+            t = self.temperature
+            log_student = F.log_softmax(student / t, dim=-1)
+
+            def kl_from(other) -> torch.Tensor:
+                with torch.no_grad():
+                    logits = other(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                    log_other = F.log_softmax(logits / t, dim=-1)
+                kl = (log_other.exp() * (log_other - log_student)).sum(-1)
+                return kl[keep].mean()
+
+            loss = self.alpha * ce + self.beta * t * t * kl_from(self.teacher) + \
+                self.gamma * t * t * kl_from(self.critic)
+            return (loss, None) if return_outputs else loss
+
+    return DistillTrainer
+
+
 def _dataset(records: list[dict], method: str, eos: str):
     from datasets import Dataset
 
-    if method == "sft":
+    if method in ("sft", "distill"):
         rows = [{"prompt": r["prompt"] if r.get("prompt") is not None else "",
                  "completion": r["completion"] if r.get("completion") is not None else r["text"]} for r in records]
     else:
@@ -167,7 +207,7 @@ def _resume_point(checkpoint_dir: Path) -> Path | None:
 
 
 def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, budget, backend: str,
-          out_dir: Path, checkpoint_dir: Path, progress=None, teacher=None) -> TrainResult:
+          out_dir: Path, checkpoint_dir: Path, progress=None, critic_dir: Path | None = None) -> TrainResult:
     """Train a child from parent_dir on records; save safetensors weights into out_dir.
 
     Raises BudgetExceededError (after stopping cleanly) on any breach; out_dir is then absent.
@@ -203,11 +243,25 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
         save_strategy="steps", save_steps=train_params["checkpoint_every"], save_total_limit=1,
         report_to=[], seed=seed, data_seed=seed, max_length=train_params["max_length"], packing=False,
         dataset_text_field="text", dataloader_num_workers=0, disable_tqdm=True,
-        include_num_input_tokens_seen=True, completion_only_loss=train_params["method"] == "sft" or None,
+        include_num_input_tokens_seen=True, completion_only_loss=train_params["method"] in ("sft", "distill") or None,
     )
     if train_params["max_steps"] > 0:
-        trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tok,
-                             callbacks=[_budget_callback(budget, result, started, progress)])
+        kwargs = dict(model=model, args=config, train_dataset=dataset, processing_class=tok,
+                      callbacks=[_budget_callback(budget, result, started, progress)])
+        if train_params["method"] == "distill":
+            from .model import load as load_frozen
+
+            if backend == "unsloth":
+                os.environ["UNSLOTH_RETURN_LOGITS"] = "1"
+            device = "cpu" if on_cpu else "cuda"
+            teacher, _ = load_frozen(parent_dir, device)
+            critic = load_frozen(critic_dir, device)[0] if critic_dir else teacher
+            trainer = distill_trainer_class()(
+                teacher=teacher, critic=critic, alpha=train_params["distill_alpha"],
+                beta=train_params["distill_beta"], gamma=train_params["distill_gamma"],
+                temperature=train_params["distill_temperature"], **kwargs)
+        else:
+            trainer = SFTTrainer(**kwargs)
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         model = trainer.model
     if result.breach:

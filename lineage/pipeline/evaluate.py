@@ -52,6 +52,8 @@ def main() -> None:
     parent, _ = model.load(PARENT_DIR)
     child_scores = evaluate.score_model(child, tok, probes, max_new, batch)
     parent_scores = evaluate.score_model(parent, tok, probes, max_new, batch)
+    everyday = [p["prompt"] for p in probes["recall"] + probes["generalize"]]
+    parity = evaluate.shadow_parity(child, parent, tok, everyday, max_new, batch)["parity"] if everyday else None
     drift = evaluate.tone_drift(child, parent, tok, [p["text"] for p in probes["tone"]], batch)
     violations = child_scores.pop("_violations")
     parent_scores.pop("_violations")
@@ -63,7 +65,7 @@ def main() -> None:
     write_json(EVAL_REPORTS / "weight_change.json", change)
     metrics = {"schema_version": 1, "child": child_scores, "parent": parent_scores,
                "parent_is_generation": parent_info.get("kind") == "generation",
-               "tone_drift": round(drift, 6), "weight_change_pct": change["params_pct"], "eval_seconds": round(time.monotonic() - started, 2)}
+               "tone_drift": round(drift, 6), "weight_change_pct": change["params_pct"], "shadow_parity": parity, "eval_seconds": round(time.monotonic() - started, 2)}
     write_json(METRICS, metrics)
     log.info("eval: child recall %.3f generalize %.3f laws %d | parent recall %.3f generalize %.3f | "
              "tone drift %.4f | %.1fs", child_scores["recall"], child_scores["generalize"],

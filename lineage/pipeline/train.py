@@ -55,6 +55,28 @@ def build_manifest(settings, judged, parent: dict, summary: dict, backend: str) 
     }
 
 
+def materialise_critic(parent: dict, manifest: dict) -> Path | None:
+    """G(N-1) for distillation: the parent generation's own parent, from the DVC cache.
+
+    With no grandparent generation (the parent is G000), the teacher doubles as critic; the
+    manifest says which it was.
+    """
+    from ..adapters import dvc
+    from ..errors import ParamsError
+
+    if parent.get("kind") != "generation":
+        raise ParamsError("train.method", "distill needs a parent generation to learn from",
+                          "Train the first generation with cpt or sft; distill from G001 on.")
+    grand = (json.loads((PARENT_DIR / "manifest.json").read_text()).get("parent") or {})
+    if grand.get("kind") != "generation" or not grand.get("dvc_md5"):
+        manifest["critic"] = {"kind": "teacher", "why": "the parent has no parent generation"}
+        return None
+    target = CHECKPOINTS.parent / "critic"
+    dvc.materialise(dvc.cache_dir("."), grand["dvc_md5"], target)
+    manifest["critic"] = {"kind": "generation", "generation": grand.get("generation"), "dvc_md5": grand["dvc_md5"]}
+    return target
+
+
 def main() -> None:
     from ..adapters import training
     from ..settings import Settings
@@ -72,11 +94,16 @@ def main() -> None:
     log.info("train: manifest %s frozen; %s on %s, %d steps max", digest[:19], manifest["method"], backend,
              train_params["max_steps"])
 
+    critic_dir = None
+    if train_params["method"] == "distill":
+        critic_dir = materialise_critic(parent, manifest)
+        write_json(TRAIN_REPORTS / "manifest.json", manifest)
+        digest = digest_obj(manifest)
     records = [json.loads(line) for line in (PREPARED / "train.jsonl").read_text().splitlines() if line]
     checkpoints = CHECKPOINTS / digest.split(":")[1][:16]
     try:
         result = training.train(PARENT_DIR, records, train_params, settings["seed"], judged.policy.budget,
-                                 backend, CHILD_DIR, checkpoints)
+                                 backend, CHILD_DIR, checkpoints, critic_dir=critic_dir)
     except BudgetExceededError as exc:
         shutil.rmtree(CHILD_DIR, ignore_errors=True)
         write_json(TRAIN_FAILURE, {"status": "FAILED", "reason": str(exc), "limit": exc.limit,
