@@ -58,20 +58,34 @@ def main(argv: list[str]) -> int:
         run(LINEAGE + ["corpus", "write", "1", str(base / "era1.jsonl")], store)
         run(LINEAGE + ["data", "add", str(base / "era1.jsonl")], store)
 
-        say("A sensible candidate: gentle fine-tune on era 1 with replay of era 0.")
-        run(LINEAGE + ["propose", "--name", "a"], store)
+        say("One evolution window: two candidates with distinct seeds and data strategies, ranked; "
+            "the best is proposed only if it beats HEAD.")
+        run(LINEAGE + ["evolve", "-k", "2"], store)
+        run(LINEAGE + ["proposal", "show"], store)
+
+        say("A person approves: the arbiter re-checks the evidence, main fast-forwards, burn-in runs.")
+        run(LINEAGE + ["proposal", "approve"], store)
 
         say("A careless candidate: zero training steps. It learns nothing new, so it must fail 'generalize'.")
-        run(LINEAGE + ["propose", "--name", "b", "-S", "train.max_steps=0"], store, expect_fail=True)
+        run(LINEAGE + ["propose", "--name", "z", "-S", "train.max_steps=0"], store, expect_fail=True)
 
         say("Try to sneak the failed candidate onto main with plain git: the hook runs the arbiter.")
-        run(["git", "update-ref", "refs/heads/main", "candidates/G002-b"], store, expect_fail=True)
-
-        say("Promote the good one.")
-        run(LINEAGE + ["promote", "candidates/G001-a"], store)
+        run(["git", "update-ref", "refs/heads/main", "candidates/G002-z"], store, expect_fail=True)
 
         say("Roll back to G000: a new commit on main, never a rewrite; weights back in place.")
         run(LINEAGE + ["rollback", "--to", "G000", "--reason", "demo: served answers regressed"], store)
+
+        say("Re-promotion after a rollback is earned again: a fresh candidate from the restored tip.")
+        run(LINEAGE + ["propose", "--name", "r"], store)
+        run(LINEAGE + ["promote", "candidates/G003-r"], store)
+
+        say("Share it: a local hub whose pre-receive hook enforces the same rules; data first, then refs.")
+        run(LINEAGE + ["hub", "init", str(base / "luna.git")], store)
+        run(LINEAGE + ["push"], store)
+        run(["git", "push", "--force", "hub", "candidates/G002-z:refs/heads/main"], store, expect_fail=True)
+
+        say("Verify: re-hash every promoted generation's weights against our own sha256 record.")
+        run(LINEAGE + ["verify"], store)
 
         say("The fossil record: every attempt, pass or fail, and git's own view of main.")
         run(LINEAGE + ["log"], store)

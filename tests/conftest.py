@@ -218,3 +218,29 @@ def trained_store_template(prepared_template, tmp_path_factory) -> Path:
 def trained_store(trained_store_template, tmp_path) -> Path:
     """A private copy of the trained tiny store."""
     return copy_store(trained_store_template, tmp_path / "store")
+
+
+def _cli(cwd, *args):
+    proc = subprocess.run([sys.executable, "-m", "lineage", *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"lineage {args} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def real_g000(tmp_path_factory):
+    """G000 on the bundled corpus with the default params: a child can honestly beat it."""
+    base = tmp_path_factory.mktemp("evolve-real")
+    store = base / "luna"
+    _cli(base, "init", str(store))
+    params = yaml.safe_load((store / "params.yaml").read_text())
+    params["evolve"]["k"] = 2
+    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "add", "params.yaml"], cwd=store, check=True)
+    _cli(store, "change", "--reason", "two candidates per window keep the test short")
+    _cli(store, "propose")
+    _cli(store, "promote", "candidates/G000-a")
+    _cli(store, "corpus", "write", "1", str(base / "era1.jsonl"))
+    _cli(store, "data", "add", str(base / "era1.jsonl"))
+    return store
+
+

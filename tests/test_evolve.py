@@ -63,24 +63,6 @@ def g000(tmp_path_factory):
     return make_store(tmp_path_factory.mktemp("evolve"))
 
 
-@pytest.fixture(scope="module")
-def real_g000(tmp_path_factory):
-    """G000 on the bundled corpus with the default params: a child can honestly beat it."""
-    base = tmp_path_factory.mktemp("evolve-real")
-    store = base / "luna"
-    lineage(base, "init", str(store))
-    params = yaml.safe_load((store / "params.yaml").read_text())
-    params["evolve"]["k"] = 2
-    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["git", "add", "params.yaml"], store)
-    lineage(store, "change", "--reason", "two candidates per window keep the test short")
-    lineage(store, "propose")
-    lineage(store, "promote", "candidates/G000-a")
-    lineage(store, "corpus", "write", "1", str(base / "era1.jsonl"))
-    lineage(store, "data", "add", str(base / "era1.jsonl"))
-    return store
-
-
 @pytest.fixture
 def real_store(real_g000, tmp_path):
     dest = tmp_path / "luna"

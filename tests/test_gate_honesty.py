@@ -56,18 +56,12 @@ def gate(store: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def g000_store(tmp_path_factory):
-    """A store whose main holds a promoted G000 and whose work tree has era 1 registered."""
-    base = tmp_path_factory.mktemp("honesty")
-    store = base / "store"
-    lineage(base, "init", str(store))
-    dvc(store, "repro")
-    assert gate(store)["verdict"] == "PASS", (store / "EVAL.md").read_text()
-    run(["git", "add", "-A"], store)
-    run(["git", "commit", "-qm", "G000\n\nGeneration: G000"], store)
-    lineage(store, "corpus", "write", "1", str(base / "era1.jsonl"))
-    lineage(store, "data", "add", str(base / "era1.jsonl"))
-    return store
+def g000_store(real_g000):
+    """The shared store whose main serves G000 (trained on era 0) with era 1 registered."""
+    report = json.loads(subprocess.run(["git", "show", "main:reports/gate.json"], cwd=real_g000,
+                                       capture_output=True, text=True, check=True).stdout)
+    assert report["verdict"] == "PASS"
+    return real_g000
 
 
 @pytest.fixture
