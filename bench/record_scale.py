@@ -238,7 +238,7 @@ def run(args) -> dict:
             t = time.perf_counter()
             # hooks off: in a store, `git gc`/`git pack-refs` is refused by the reference-transaction
             # hook (pruning the loose refs/heads/main looks like deleting it; see bench/hooks.py),
-            # and with the hook each pruned loose ref starts it twice (minutes for 28k refs).
+            # and git prunes loose refs one transaction each, starting the hook twice per ref.
             common.sh(["git", "-c", "core.hooksPath=/dev/null", "gc", "-q"], root)
             info["gc_s"] = round(time.perf_counter() - t, 1)
             rounds.append(measure(root, cases, repeats, "after git gc (packed)", args.profile, prof_dir))

@@ -301,14 +301,19 @@ def rollback(reason: str, to: str | None = None, store=".", cycle: int | None = 
     tip = git.tip(repo, protected)
     current = _generation_of(repo, tip) if tip else None
     promoted = []  # (generation, commit) along the first-parent history, newest first
+    served = []    # generations main served, newest first, rollbacks included
     walker = repo.walk(tip.id, pygit2.enums.SortMode.TOPOLOGICAL)
     walker.simplify_first_parent()
     for commit in walker:
-        gen = git.trailers(commit.message).get("Generation")
-        if gen and not any(g == gen for g, _ in promoted):
+        info = git.trailers(commit.message)
+        gen = info.get("Generation")
+        if info.get("Rollback-To") or gen:
+            served.append(info.get("Rollback-To") or gen)
+        if gen and "Rollback-To" not in info and not any(g == gen for g, _ in promoted):
             promoted.append((gen, commit))
     if to is None:
-        earlier = [g for g, _ in promoted if g != current]
+        # the generation served just before the current one
+        earlier = [g for g in served if g != current]
         if not earlier:
             raise UsageError("there is no earlier promoted generation to roll back to")
         to = earlier[0]

@@ -288,3 +288,19 @@ def test_policy_changes_only_through_a_persons_approved_change(store):
     sneaky = lineage(store, "change", "--reason", "edit metrics", check=False)
     assert sneaky.returncode != 0 and "may not touch metrics.json" in sneaky.stderr
     sh(["git", "reset", "-q", "--hard", "main"], store)
+
+
+def test_default_rollback_target_is_the_generation_served_just_before(store):
+    served = json.loads(lineage(store, "--json", "status", "--no-remote").stdout)["head_generation"]
+    assert served not in ("G000", "G002")  # a racer won after G002 was rolled back to G000
+    rolled = json.loads(lineage(store, "--json", "rollback", "--reason", "default target").stdout)
+    assert rolled["to"] == "G000" and rolled["frm"] == served
+
+
+def test_git_gc_works_with_the_hook_and_a_delete_of_main_is_still_refused(store):
+    before = tip(store)
+    sh(["git", "gc", "-q"], store)
+    assert tip(store) == before
+    assert sh(["git", "update-ref", "-d", "refs/heads/main"], store, check=False).returncode != 0
+    assert sh(["git", "update-ref", "-d", "refs/heads/main", before], store, check=False).returncode != 0
+    assert tip(store) == before
