@@ -61,6 +61,19 @@ def _env(root):
     return _identity_env(Path(root))
 
 
+def _open_clean(store):
+    """The store's root, repo and protected branch; refuse a work tree with changes of its own."""
+    from .adapters import git
+    from .api import find_store
+
+    root = find_store(store)
+    repo = git.open_repo(root)
+    dirty = [p for p in git.work_tree_dirty(root) if not _pending_data(p)]
+    if dirty:
+        raise DirtyTreeError(str(root), dirty)
+    return root, repo, git.protected_branch(repo)
+
+
 def used_generation_numbers(repo) -> set[int]:
     """Every generation number ever allocated: branches, tags and trailers on the protected branch."""
     numbers = set()
@@ -103,15 +116,9 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
     A failed or over-budget run is committed and frozen the same way, with its reason.
     """
     from .adapters import dvc, git
-    from .api import find_store
     from .canonical import digest_bytes
 
-    root = find_store(store)
-    repo = git.open_repo(root)
-    protected = git.protected_branch(repo)
-    dirty = [p for p in git.work_tree_dirty(root) if not _pending_data(p)]
-    if dirty:
-        raise DirtyTreeError(str(root), dirty)
+    root, repo, protected = _open_clean(store)
     if not re.fullmatch(r"[a-z0-9]+", name):
         raise UsageError(f"candidate name {name!r} must be lowercase letters or digits", "Use e.g. --name a.")
     tip = git.tip(repo, protected)
@@ -187,15 +194,9 @@ def promote(candidate: str, store=".", approved_by: str | None = None, cycle: in
             burn_in: bool = True) -> Promotion:
     """Fast-forward the protected branch to a gated candidate (compare-and-swap), then check out."""
     from .adapters import dvc, git
-    from .api import find_store
     from .arbiter import check_move
 
-    root = find_store(store)
-    repo = git.open_repo(root)
-    protected = git.protected_branch(repo)
-    dirty = [p for p in git.work_tree_dirty(root) if not _pending_data(p)]
-    if dirty:
-        raise DirtyTreeError(str(root), dirty)
+    root, repo, protected = _open_clean(store)
     ref = repo.references.get(f"refs/heads/{candidate}") or repo.references.get(f"refs/heads/{CANDIDATE_PREFIX}{candidate}")
     if ref is None:
         raise UsageError(f"unknown candidate {candidate}", "List candidates with 'git branch --list candidates/*'.")
@@ -244,30 +245,30 @@ def frozen_candidates(store=".") -> list[dict]:
     """Every frozen candidate (pass or fail) from its tag's JSON, oldest generation first."""
     from .adapters import git
     from .api import find_store
+    from .arbiter import _generation_of
 
     root = find_store(store)
     repo = git.open_repo(root)
-    promoted = {name[len("refs/tags/" + GENERATION_TAG):] for name in repo.references
-                if name.startswith("refs/tags/" + GENERATION_TAG)}
-    protected = git.protected_branch(repo)
-    tip = git.tip(repo, protected)
-    from .arbiter import _generation_of
-
+    gen_prefix, frozen_prefix = "refs/tags/" + GENERATION_TAG, "refs/tags/" + FROZEN_TAG
+    promoted, frozen = set(), []
+    for ref in repo.references.iterator():  # one pass over the refs: stores hold tens of thousands
+        name = ref.name
+        if name.startswith(gen_prefix):
+            promoted.add(name[len(gen_prefix):])
+        elif name.startswith(frozen_prefix):
+            frozen.append(ref.target)
+    tip = git.tip(repo, git.protected_branch(repo))
     head = _generation_of(repo, tip) if tip else None
     rows = []
-    for name in repo.references:
-        if not name.startswith("refs/tags/" + FROZEN_TAG):
-            continue
-        tag = repo[repo.references[name].target]
+    for target in frozen:
         try:
-            data = json.loads(tag.message)
+            data = json.loads(repo[target].message)
         except (ValueError, AttributeError):
             continue
         data["promoted"] = data.get("generation") in promoted
         data["head"] = data.get("generation") == head and data["promoted"]
         rows.append(data)
     return sorted(rows, key=lambda r: (r.get("generation", ""), r.get("branch", "")))
-
 
 @dataclass(frozen=True)
 class Rollback:
@@ -287,17 +288,11 @@ def rollback(reason: str, to: str | None = None, store=".", cycle: int | None = 
     import pygit2
 
     from .adapters import dvc, git
-    from .api import find_store
     from .arbiter import _generation_of
 
     if not reason or not reason.strip():
         raise UsageError("a rollback needs a reason", "Pass --reason TEXT.")
-    root = find_store(store)
-    repo = git.open_repo(root)
-    protected = git.protected_branch(repo)
-    dirty = [p for p in git.work_tree_dirty(root) if not _pending_data(p)]
-    if dirty:
-        raise DirtyTreeError(str(root), dirty)
+    root, repo, protected = _open_clean(store)
     tip = git.tip(repo, protected)
     current = _generation_of(repo, tip) if tip else None
     promoted = []  # (generation, commit) along the first-parent history, newest first

@@ -112,7 +112,7 @@ def status(store=".", check_remote: bool = True) -> StoreStatus:
     promoted = {g for g, _, kind in promoted_history(repo, protected) if kind == "promotion"}
     open_candidates = sorted(name[len("refs/heads/"):] for name in repo.references
                              if name.startswith("refs/heads/" + CANDIDATE_PREFIX)
-                             and (m := name.rsplit("/", 1)[-1].split("-")[0]) not in promoted)
+                             and name.rsplit("/", 1)[-1].split("-")[0] not in promoted)
     in_sync, detail = None, "not checked"
     if check_remote:
         proc = dvc.dvc(["status", "-c", "--json"], cwd=root, check=False)
