@@ -63,14 +63,14 @@ def main(argv: list[str]) -> int:
         run(LINEAGE + ["evolve", "-k", "2"], store)
         run(LINEAGE + ["proposal", "show"], store)
 
-        say("A person approves: the arbiter re-checks the evidence, main fast-forwards, burn-in runs.")
-        run(LINEAGE + ["proposal", "approve"], store)
-
         say("A careless candidate: zero training steps. It learns nothing new, so it must fail 'generalize'.")
         run(LINEAGE + ["propose", "--name", "z", "-S", "train.max_steps=0"], store, expect_fail=True)
 
         say("Try to sneak the failed candidate onto main with plain git: the hook runs the arbiter.")
         run(["git", "update-ref", "refs/heads/main", "candidates/G002-z"], store, expect_fail=True)
+
+        say("A person approves: the arbiter re-checks the evidence, main fast-forwards, burn-in runs.")
+        run(LINEAGE + ["proposal", "approve"], store)
 
         say("Roll back to G000: a new commit on main, never a rewrite; weights back in place.")
         run(LINEAGE + ["rollback", "--to", "G000", "--reason", "demo: served answers regressed"], store)
