@@ -200,3 +200,13 @@ def rmtree(path: Path) -> None:
             pass
 
     shutil.rmtree(path, onerror=onerror)
+
+
+def cli_main(doc: str, add_arguments, run, argv: list[str] | None = None) -> int:
+    """The standalone entry point every case shares: parse its options, run it."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    add_arguments(ap)
+    run(ap.parse_args(argv))
+    return 0

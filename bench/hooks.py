@@ -142,10 +142,7 @@ def run(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(ap)
-    run(ap.parse_args(argv))
-    return 0
+    return common.cli_main(__doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
