@@ -30,5 +30,10 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# docs/cli.md from the commands' --help texts; tests/test_docs.py fails when it is stale.
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/python -m lineage.docs
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
