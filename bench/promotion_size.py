@@ -328,6 +328,40 @@ def link_kind(store: Path, lock: dict) -> str:
     return "copy or reflink (own inode, st_nlink=1)"
 
 
+def verify_files(root: Path) -> list[Path]:
+    """The distinct cache files `lineage verify` re-hashes: every promoted generation's child files."""
+    import pygit2
+
+    from lineage.adapters import dvc, git
+    from lineage.record import _child_md5, promoted_history
+
+    repo = pygit2.Repository(str(root))
+    cache = dvc.cache_dir(root)
+    files = set()
+    for _gen, commit, _kind in promoted_history(repo, git.protected_branch(repo)):
+        for e in dvc.dir_listing(cache, _child_md5(repo, commit)):
+            if e["relpath"] not in ("hashes.csv",):
+                files.add(dvc.cache_path(cache, e["md5"]))
+    return sorted(files)
+
+
+def measure_verify(root: Path, repeats: int) -> dict:
+    """`lineage verify` against `sha256sum` of the same files, alternated, warm page cache for both."""
+    files = verify_files(root)
+    total = sum(f.stat().st_size for f in files)
+    common.sh(common.lineage_cmd("-q", "verify"), root)  # warm-up, and it must pass
+    samples = {"lineage verify": [], "sha256sum": []}
+    for _ in range(repeats):
+        samples["lineage verify"].append(common.timed(common.lineage_cmd("-q", "verify"), root))
+        samples["sha256sum"].append(common.timed(["sha256sum", *map(str, files)], root))
+    med = {k: common.median(v) for k, v in samples.items()}
+    return {"files": len(files), "bytes": total, "median_s": med,
+            "mib_per_s": {k: total / 2**20 / v for k, v in med.items()},
+            "throughput_vs_sha256sum": med["sha256sum"] / med["lineage verify"],
+            "samples": {k: common.summary(v) for k, v in samples.items()},
+            "target": ">= 0.9x sha256sum, faster with several files on 2 cores"}
+
+
 def fs_type(path: Path) -> str:
     proc = common.sh(["stat", "-f", "-c", "%T", str(path)], ".", check=False)
     return proc.stdout.strip() or "unknown"
@@ -410,7 +444,8 @@ def _run(tmp: Path, sizes: list[int], repeats: int) -> dict:
     # flatness: how much each grew from the smallest to the largest size, against cp
     lo, hi = per_size[0], per_size[-1]
     growth = {k: hi["median_s"][k] / lo["median_s"][k] for k in ("promote", "rollback", "cp -r", "arbiter check_move")}
-    result = {"repeats": repeats, "filesystem": fs_type(root), "sizes": per_size,
+    ver = measure_verify(root, repeats)
+    result = {"repeats": repeats, "filesystem": fs_type(root), "sizes": per_size, "verify": ver,
               "growth_smallest_to_largest": growth if len(per_size) > 1 else None,
               "note": "synthetic generations (weights are filler) with complete, arbiter-checked evidence; "
                       "G000 really trained"}
@@ -428,6 +463,10 @@ def _run(tmp: Path, sizes: list[int], repeats: int) -> dict:
         g = result["growth_smallest_to_largest"]
         print(f"growth {lo['label']} -> {hi['label']} ({hi['bytes'] / lo['bytes']:.0f}x bytes): promote {g['promote']:.2f}x, "
               f"rollback {g['rollback']:.2f}x, cp -r {g['cp -r']:.2f}x, arbiter {g['arbiter check_move']:.2f}x")
+    print(f"verify: `lineage verify` re-hashed {ver['files']} files, {common.human(ver['bytes'])} (every promoted "
+          f"generation) in {ver['median_s']['lineage verify']:.2f} s; `sha256sum` of the same files "
+          f"{ver['median_s']['sha256sum']:.2f} s: throughput {ver['throughput_vs_sha256sum']:.2f}x sha256sum "
+          f"(target {ver['target']})")
     print(f"-> {path}")
     return result
 

@@ -3,10 +3,14 @@
 Cases (each prints ratios against a baseline measured in the same run, medians of several runs,
 and writes bench/results/<case>.json; none is a pass/fail test):
 
-    pipeline   `dvc repro train` vs the same stages run directly with python (real training)
+    pipeline   `dvc repro train` vs the same stages run directly with python (real training);
+               tokens/s and peak memory of the training backend
+    window     one `lineage evolve` window with K=3 vs K=1 (real training, default params)
     hooks      git commit/checkout with the reference-transaction hook vs core.hooksPath=/dev/null
-    promotion  `lineage promote`/`rollback` vs `cp -r` of the weights, per model size (synthetic)
+    promotion  `lineage promote`/`rollback` vs `cp -r` of the weights, per model size (synthetic);
+               `lineage verify` vs `sha256sum` of the same files
     record     `lineage log/show/status` on 10,000 generations and 50,000 events vs `git log`
+    storage    DVC cache growth per generation, full weights vs LoRA, against the model's size
 
 Usage: python bench/run.py [--only hooks,promotion] [--repeats N] [case options, see --help]
        e.g. make bench BENCH_ARGS="--only promotion --sizes 10M,1G,4G"
@@ -30,6 +34,8 @@ import common  # noqa: E402
 import hooks  # noqa: E402
 import promotion_size  # noqa: E402
 import record_scale  # noqa: E402
+import storage  # noqa: E402
+import window  # noqa: E402
 
 BIN = common.BIN
 
@@ -56,7 +62,7 @@ def pipeline_run(args) -> dict:
     """`dvc repro train` against the same three stages run directly (default params, real training)."""
     repeats = args.pipeline_repeats or args.repeats or 1
     rows = {"dvc repro train": [], "direct stages (baseline)": [], "eval stage": []}
-    peaks = []
+    peaks, backend_rows = [], []
     for _ in range(repeats):
         with common.scratch_dir("pipeline") as tmp:
             tmp = Path(tmp)
@@ -65,6 +71,12 @@ def pipeline_run(args) -> dict:
             wall, peak = _timed_rss([str(BIN / "dvc"), "repro", "train"], store)
             rows["dvc repro train"].append(wall)
             peaks.append(peak)
+            train = json.loads((store / "reports" / "train" / "metrics.json").read_text())
+            manifest = json.loads((store / "reports" / "train" / "manifest.json").read_text())
+            backend_rows.append({"backend": manifest.get("backend"), "tokens": train["tokens"],
+                                 "steps": train["steps"], "train_s": train["wall_minutes"] * 60,
+                                 "tokens_per_s": train["tokens"] / (train["wall_minutes"] * 60),
+                                 "peak_memory_mb": train.get("peak_memory_mb")})
             rows["eval stage"].append(common.timed([str(BIN / "dvc"), "repro", "eval"], store))
             base = common.init_store(tmp / "b")
             start = time.perf_counter()
@@ -76,12 +88,18 @@ def pipeline_run(args) -> dict:
     result = {"repeats": repeats, "median_seconds": med, "samples": {k: common.summary(v) for k, v in rows.items()},
               "peak_rss_mib_dvc_repro_train": max(peaks),
               "ratio_dvc_vs_direct": med["dvc repro train"] / med["direct stages (baseline)"],
+              "training_backend": {"runs": backend_rows,
+                                   "median_tokens_per_s": common.median([b["tokens_per_s"] for b in backend_rows]),
+                                   "gpu": None, "unsloth": "not run: no GPU on this machine"},
               "targets": {"dvc repro train": "<= 180 s, <= 4096 MiB", "eval": "< 60 s"}}
     path = common.write_result("pipeline", result)
     print(f"== pipeline: medians of {repeats}; baseline = the stages run directly with python")
     print(common.table([[k, f"{v:.1f}"] for k, v in med.items()], ["case", "median s"]))
     print(f"dvc repro train / direct stages: {result['ratio_dvc_vs_direct']:.2f}x; peak RSS {max(peaks):.0f} MiB "
           f"(targets: {result['targets']})")
+    tb = result["training_backend"]
+    print(f"training backend {backend_rows[0]['backend']} (CPU): {tb['median_tokens_per_s']:.0f} tokens/s, "
+          f"peak {max(b['peak_memory_mb'] or 0 for b in backend_rows):.0f} MB in training; Unsloth: {tb['unsloth']}")
     print(f"-> {path}")
     return result
 
@@ -90,25 +108,35 @@ def pipeline_run(args) -> dict:
 
 CASES = {
     "pipeline": (pipeline_add_arguments, pipeline_run),
+    "window": (window.add_arguments, window.run),
     "hooks": (hooks.add_arguments, hooks.run),
     "promotion": (promotion_size.add_arguments, promotion_size.run),
     "record": (record_scale.add_arguments, record_scale.run),
+    "storage": (storage.add_arguments, storage.run),
 }
-ALIASES = {"promotion_size": "promotion", "record_scale": "record", "hook": "hooks"}
+ALIASES = {"promotion_size": "promotion", "record_scale": "record", "hook": "hooks", "verify": "promotion"}
 
 
 def _headline(case: str, r: dict) -> str:
     """One line per case for the closing summary."""
     if case == "pipeline":
-        return f"dvc repro train / direct stages {r['ratio_dvc_vs_direct']:.2f}x"
+        return (f"dvc repro train / direct stages {r['ratio_dvc_vs_direct']:.2f}x; training "
+                f"{r['training_backend']['median_tokens_per_s']:.0f} tokens/s on CPU")
+    if case == "window":
+        return "; ".join(f"K={w['k']} {w['median_s']:.0f} s ({w['ratio_vs_k%d' % r['baseline_k']]:.2f}x K={r['baseline_k']})"
+                         for w in r["windows"])
+    if case == "storage":
+        return "; ".join(f"{c['finetune']}: +{common.human(c['child_cache_growth_bytes'])} per generation "
+                         f"({c['share_of_model']:.2f}x the weights)" for c in r["children"])
     if case == "hooks":
         c = r["cases"]["commit"]
         return (f"git commit +{c['extra_ms']:.1f} ms ({c['ratio']:.2f}x) with the hook, target < 10 ms; "
                 f"refusal {r['protected_refusal']['median_ms']:.0f} ms; "
                 f"pack-refs with hook exit {r['pack_refs_all']['hook']['exit']}")
     if case == "promotion":
-        return "; ".join(f"{s['label']}: promote {s['ratio_vs_cp']['promote']:.2f}x, rollback "
-                         f"{s['ratio_vs_cp']['rollback']:.2f}x of cp -r" for s in r["sizes"])
+        return ("; ".join(f"{s['label']}: promote {s['ratio_vs_cp']['promote']:.2f}x, rollback "
+                          f"{s['ratio_vs_cp']['rollback']:.2f}x of cp -r" for s in r["sizes"])
+                + f"; verify {r['verify']['throughput_vs_sha256sum']:.2f}x sha256sum throughput")
     if case == "record":
         return "; ".join(f"{rd['state'].split(' (')[0]}: lineage log {rd['cases']['lineage log']['median_s']:.2f} s "
                          f"({rd['cases']['lineage log']['ratio_vs_git_log']:.1f}x git log)" for rd in r["rounds"])
