@@ -21,7 +21,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m lineage.demo $(DEMO_ARGS)
 
-test: $(STAMP)
+# tests/test_report.py renders the HTML report in headless Chromium: install it when missing,
+# where that is possible (root with apt-get); elsewhere the test skips unless LINEAGE_REQUIRE_BROWSER=1.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
+	  || if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	         || echo "note: apt-get install chromium failed; the report's browser test cannot run"; \
+	     else echo "note: no Chromium on PATH; install it (apt-get install chromium) to run the report's browser test"; fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

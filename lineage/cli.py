@@ -427,6 +427,30 @@ def stats(ctx) -> None:
     out(ctx).result(s, "\n".join(text))
 
 
+@cli.command()
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False),
+              help="Where to write the HTML (default .lineage/report.html in the store: git-ignored).")
+@click.option("--open", "open_it", is_flag=True, help="Open the report in the desktop's browser.")
+@click.option("--png", is_flag=True, help="Also write an overview PNG beside it (needs headless Chromium).")
+@click.pass_context
+def report(ctx, out_path: str | None, open_it: bool, png: bool) -> None:
+    """One self-contained HTML page of the record: tree, metrics, per-delta recall, loss, budget, cards."""
+    from . import api
+    from . import report as rep
+
+    o = out(ctx)
+    root = api.find_store(".")
+    data = rep.gather(root)
+    path = rep.write(data, out_path or root / rep.DEFAULT_OUT).resolve()
+    if rep.dirties_tree(root, path):
+        o.info(f"note: {path} is in the work tree and not git-ignored; 'lineage propose' refuses a dirty tree")
+    picture = rep.screenshot(path, path.with_suffix(".png")) if png else None
+    if open_it and not rep.open_in_browser(path):
+        o.info("no display to open a browser on: open the file yourself")
+    lines = [f"report: {path}"] + ([f"overview: {picture}"] if picture else [])
+    o.result({"path": str(path), "png": str(picture) if picture else None, "data": data}, "\n".join(lines))
+
+
 def main() -> None:
     cli(prog_name="lineage")
 
