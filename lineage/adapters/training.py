@@ -149,6 +149,12 @@ def _dataset(records: list[dict], method: str, eos: str):
 def _load(parent_dir: Path, backend: str, train_params: dict):
     """Load the parent for training with the chosen backend, LoRA-wrapped if asked."""
     if backend == "unsloth":
+        from .model import check_model_dir
+
+        check_model_dir(parent_dir)  # safetensors only, before Unsloth opens anything
+        if train_params["method"] == "distill":
+            # Unsloth reads this when it is imported: without it the student returns no logits.
+            os.environ["UNSLOTH_RETURN_LOGITS"] = "1"
         from unsloth import FastLanguageModel  # noqa: I001  (must come before transformers)
 
         model, tok = FastLanguageModel.from_pretrained(
@@ -251,8 +257,6 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
         if train_params["method"] == "distill":
             from .model import load as load_frozen
 
-            if backend == "unsloth":
-                os.environ["UNSLOTH_RETURN_LOGITS"] = "1"
             device = "cpu" if on_cpu else "cuda"
             teacher, _ = load_frozen(parent_dir, device)
             critic = load_frozen(critic_dir, device)[0] if critic_dir else teacher
