@@ -133,6 +133,12 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
     committed = None
     # Stage only what lineage wrote: a user's untracked files (a .env, say) never ride along.
     ours = [*TEMPLATE_FILES, ".gitignore", ".dvc", ".dvcignore", "data/deltas"]
+    if not has_commits:
+        from .attest import SIGNERS_FILE, adopt
+
+        if adopt(root):  # a configured signing key becomes the store's first promoter and approver
+            ours.append(SIGNERS_FILE)
+            created.append(SIGNERS_FILE)
     git.git(["add", "--", *[p for p in ours if (root / p).exists()]], cwd=root)
     staged = git.git(["diff", "--cached", "--quiet"], cwd=root, check=False).returncode != 0
     if not has_commits:

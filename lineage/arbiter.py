@@ -16,6 +16,8 @@ import yaml
 
 from .errors import ArbiterRefusedError, LineageError
 
+SIGNERS_FILE = "allowed_signers"  # see attest.py; a generation may never touch it
+
 # What a generation commit may touch relative to its parent commit.
 GENERATION_PATHS = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/*", "reports/**",
                     "data/deltas/*.dvc", "data/deltas/.gitignore", "data/.gitignore", "params.yaml")
@@ -94,6 +96,10 @@ def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -
     for path in changed:
         if path == "params.yaml":
             continue
+        if path == SIGNERS_FILE:
+            raise ArbiterRefusedError(ref, f"the candidate edits {SIGNERS_FILE}, the list of who may promote and approve",
+                                      "Signers change only by a person's approved change: 'lineage keys allow', "
+                                      "then 'lineage change'.")
         if not any(fnmatch.fnmatch(path, pattern) for pattern in GENERATION_PATHS):
             raise ArbiterRefusedError(ref, f"the candidate changes {path}, which a generation may not touch",
                                       "Changes to code, stages or hooks need a person's approved change, not a promotion.")
@@ -158,6 +164,19 @@ def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -
     return Decision("promotion", generation, "PASS", verdict.composite)
 
 
+def check_signed_move(repo, old_id: str | None, new_id: str, protected: str = "main", logs=()) -> Decision:
+    """check_move, then the signed attestation the commit being replaced may require (see attest.py).
+
+    logs: extra evolution-log tips to look for attestations in (the hub passes the pushed one).
+    """
+    decision = check_move(repo, old_id, new_id, protected)
+    if decision.kind in ("promotion", "rollback", "change"):
+        from .attest import require
+
+        require(repo, old_id, new_id, protected, logs)
+    return decision
+
+
 def _generation_of(repo, commit) -> str | None:
     """The generation a protected-branch commit serves (following rollbacks)."""
     from .adapters.git import trailers
@@ -177,6 +196,11 @@ def _check_rollback(repo, old, new, info: dict, ref: str) -> Decision:
     import pygit2
 
     target = info["Rollback-To"]
+    for path in _changed_paths(repo, old, new):
+        # a rollback restores evidence only: never code, policy, data or who may sign
+        if path not in EVIDENCE and not path.startswith("reports/"):
+            raise ArbiterRefusedError(ref, f"the rollback changes {path}; a rollback may only restore a "
+                                           "generation's dvc.lock, metrics, reports and cards")
     walker = repo.walk(old.id, pygit2.enums.SortMode.TOPOLOGICAL)
     walker.simplify_first_parent()
     from .adapters.git import trailers

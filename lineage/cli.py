@@ -259,17 +259,69 @@ def diff(ctx, a: str, b: str) -> None:
 
 
 @cli.command()
+@click.option("--signatures", is_flag=True,
+              help="Also check the signed attestation of every move along the protected branch; name the first bad link.")
 @click.pass_context
-def verify(ctx) -> None:
+def verify(ctx, signatures: bool) -> None:
     """Re-hash every promoted generation and check the evidence and the log; exit 1 on a mismatch."""
     from . import record
 
     r = record.verify(".")
     text = [f"checked {c}" for c in r.checked] + [f"MISMATCH {p}" for p in r.problems]
-    text.append("verify: OK" if r.ok else f"verify: {len(r.problems)} problem(s)")
-    out(ctx).result({"checked": r.checked, "problems": r.problems, "ok": r.ok}, "\n".join(text))
-    if not r.ok:
+    result = {"checked": r.checked, "problems": r.problems, "ok": r.ok}
+    if signatures:
+        from .attest import verify_signatures
+
+        s = verify_signatures(".")
+        text += [f"signed  {link}" for link in s.links] + [f"BAD     {p}" for p in s.problems]
+        if s.first_bad:
+            text.append(f"first bad link: {s.first_bad}")
+        result.update(signatures={"links": s.links, "problems": s.problems, "first_bad": s.first_bad, "ok": s.ok},
+                      ok=r.ok and s.ok)
+    problems = len(r.problems) + len(result.get("signatures", {}).get("problems", []))
+    text.append("verify: OK" if result["ok"] else f"verify: {problems} problem(s)")
+    out(ctx).result(result, "\n".join(text))
+    if not result["ok"]:
         ctx.exit(1)
+
+
+@cli.group()
+def keys() -> None:
+    """Signing keys and allowed_signers: who may promote and approve (SSH signatures)."""
+
+
+@keys.command("init")
+@click.option("--principal", default=None, help="Name in allowed_signers (default: git's user.email).")
+@click.option("--path", default=None, type=click.Path(dir_okay=False),
+              help="Where to create the key (default: the configured key, else ~/.config/lineage/signing_key).")
+@click.pass_context
+def keys_init(ctx, principal: str | None, path: str | None) -> None:
+    """Create an ed25519 signing key (an existing one is kept) and print its allowed_signers line."""
+    from . import attest
+
+    k = attest.keys_init(principal, path, ".")
+    text = [f"{'created' if k.created else 'kept'} {k.path} ({k.fingerprint})",
+            f"allowed_signers line: {k.line}"]
+    if k.roles_on_tip:
+        text.append(f"this store already lets it: {', '.join(k.roles_on_tip)}")
+    else:
+        text.append("next: lineage keys allow <principal> " + k.path + ".pub && lineage change --reason 'add a signer'")
+    out(ctx).result(k, "\n".join(text))
+
+
+@keys.command("allow")
+@click.argument("principal")
+@click.argument("public_key")
+@click.option("--role", "roles", multiple=True, type=click.Choice(["promote", "approve"]),
+              help="What the key may sign (repeatable; default both).")
+@click.pass_context
+def keys_allow(ctx, principal: str, public_key: str, roles: tuple[str, ...]) -> None:
+    """Add PUBLIC_KEY (a .pub file or 'ssh-ed25519 AAAA…') for PRINCIPAL to allowed_signers and stage it."""
+    from . import attest
+
+    line = attest.keys_allow(principal, public_key, list(roles) or ["promote", "approve"], ".")
+    out(ctx).result({"line": line}, f"staged in {attest.SIGNERS_FILE}: {line}\n"
+                                    "next: lineage change --reason '...' (signed by a current approver)")
 
 
 @cli.group()

@@ -361,7 +361,12 @@ def proposal_decide(approve: bool, reason: str | None = None, store=".") -> dict
         env = _env(root)
         who = (env.get("GIT_AUTHOR_NAME") or _git(["config", "user.name"], root).stdout.strip()) + " <" + \
               (env.get("GIT_AUTHOR_EMAIL") or _git(["config", "user.email"], root).stdout.strip()) + ">"
-        ledger.append(root, "APPROVE", proposal["window"], {"candidate": proposal["candidate"], "approver": who})
+        from .attest import attest
+
+        # with a signing key the approval is signed, and refused if allowed_signers does not let it approve
+        signed = attest(root, proposal["commit"], "approve", approved_by=who)
+        ledger.append(root, "APPROVE", proposal["window"], {"candidate": proposal["candidate"], "approver": who,
+                                                            "signed_by": signed.payload["key"] if signed else None})
         promotion.promote(proposal["candidate"], root, approved_by=who, cycle=proposal.get("cycle"))
         proposal["status"] = "promoted"
     else:

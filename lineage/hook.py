@@ -72,7 +72,7 @@ def _packing(repo, old: str, branch: str) -> bool:
 
 def main(argv: list[str]) -> int:
     from .adapters.git import open_repo
-    from .arbiter import check_move
+    from .arbiter import check_signed_move
     from .errors import LineageError
 
     branch = argv[0] if argv else "main"
@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
         if set(new) == {"0"} and _packing(repo, old, branch):
             continue  # git pack-refs/gc moving the ref into packed-refs: the branch does not move
         try:
-            check_move(repo, old, new, branch)
+            check_signed_move(repo, old, new, branch)
         except LineageError as exc:
             print(f"lineage: {exc}", file=sys.stderr)
             if exc.hint:

@@ -6,7 +6,9 @@ Local hooks catch mistakes; a clone can delete them and pygit2 never runs them. 
 - the protected branch moves only as the arbiter allows (fast-forward to a gated candidate or a
   rollback to a promoted generation); it is never deleted; its first push is replayed step by step;
 - frozen and generation tags (``refs/tags/lineage/*``) are never moved or deleted;
-- the evolution log (``refs/lineage/log``) only grows: a new value must descend from the old one.
+- the evolution log (``refs/lineage/log``) only grows: a new value must descend from the old one;
+- once the protected branch holds an ``allowed_signers`` file, each move must come with a signed
+  attestation in the log (the pushed log counts), checked against the file it replaces.
 """
 
 from __future__ import annotations
@@ -62,11 +64,14 @@ def init(path: str | Path, protected_branch: str = "main", store: str | Path | N
     return HubInit(str(hub), protected_branch, remote)
 
 
-def check_update(repo, old: str, new: str, ref: str, protected: str) -> None:
-    """Refuse (ArbiterRefusedError) any ref update the hub must not accept."""
+def check_update(repo, old: str, new: str, ref: str, protected: str, logs=()) -> None:
+    """Refuse (ArbiterRefusedError) any ref update the hub must not accept.
+
+    logs: the evolution-log tip this push brings, where the attestations of its moves are.
+    """
     import pygit2
 
-    from .arbiter import check_move
+    from .arbiter import check_signed_move
 
     if ref == f"refs/heads/{protected}":
         if old == ZERO and new != ZERO:
@@ -81,10 +86,10 @@ def check_update(repo, old: str, new: str, ref: str, protected: str) -> None:
             chain.reverse()
             previous = None
             for commit in chain:
-                check_move(repo, previous, str(commit.id), protected)
+                check_signed_move(repo, previous, str(commit.id), protected, logs)
                 previous = str(commit.id)
             return
-        check_move(repo, old, new, protected)
+        check_signed_move(repo, old, new, protected, logs)
         return
     if ref.startswith("refs/tags/lineage/"):
         if new == ZERO:
@@ -115,12 +120,11 @@ def receive(lines: list[str], git_dir: str) -> int:
     except KeyError:
         protected = "main"
     failed = 0
-    for line in lines:
-        if not line.strip():
-            continue
-        old, new, ref = line.split()
+    updates = [line.split() for line in lines if line.strip()]
+    logs = [new for _old, new, ref in updates if ref == "refs/lineage/log" and new != ZERO]
+    for old, new, ref in updates:
         try:
-            check_update(repo, old, new, ref, protected)
+            check_update(repo, old, new, ref, protected, logs)
         except LineageError as exc:
             failed += 1
             print(f"lineage hub: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ from .errors import IntegrityError, StoreError
 LOG_REF = "refs/lineage/log"
 EVENTS = ("PROPOSE", "MANIFEST_FROZEN", "TRAIN_START", "TRAIN_COMPLETE", "BUDGET_EXCEEDED", "EVAL_COMPLETE",
           "ARBITER_VERIFY", "COMMIT", "REJECT", "ROLLBACK", "APPROVE", "WINDOW_OPEN", "WINDOW_REFUSED",
-          "WINDOW_CLOSE", "PROPOSAL", "BURN_IN")
+          "WINDOW_CLOSE", "PROPOSAL", "BURN_IN", "ATTEST")
 CSV_COLUMNS = ("gen", "parent", "weights_sha256", "tokenizer_sha256", "data_delta_sha256", "steps", "lr",
                "loss_final", "eval_recall", "eval_generalize", "eval_tone", "weight_change_%",
                "promoted_to_head", "timestamp")

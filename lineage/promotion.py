@@ -213,6 +213,9 @@ def promote(candidate: str, store=".", approved_by: str | None = None, cycle: in
         raise
     ledger.append(root, "ARBITER_VERIFY", decision.generation,
                   {"candidate": candidate, "commit": new, "verdict": "PASS", "composite": decision.composite})
+    from .attest import attest
+
+    attest(root, new, "promote", approved_by)  # signed and logged before anything moves
     # compare-and-swap: git refuses if the tip moved since we read it (a racing promoter).
     current = _git(["symbolic-ref", "-q", "HEAD"], root, check=False).stdout.strip()
     moved = _git(["update-ref", "-m", f"lineage promote {decision.generation}", f"refs/heads/{protected}", new, old],
@@ -331,8 +334,9 @@ def rollback(reason: str, to: str | None = None, store=".", cycle: int | None = 
                                                 or p == "reports"]], root)
     message = (f"rollback: {current} -> {to}\n\n{reason.strip()}\n\n"
                f"Rollback-From: {current}\nRollback-To: {to}\nReason: {' '.join(reason.split())}")
-    _git(["commit", "-q", "-m", message], root, env=_env(root))
-    commit = _git(["rev-parse", "HEAD"], root).stdout.strip()
+    from .attest import commit_attested
+
+    commit = commit_attested(root, message, "rollback", _env(root))  # built, signed and logged, then moved
     from . import ledger
 
     ledger.append(root, "ROLLBACK", to, {"from": current, "to": to, "reason": reason, "commit": commit,
@@ -410,7 +414,8 @@ def change(reason: str, store=".") -> Change:
     approver = f"{name} <{email}>"
     one_line = " ".join(reason.split())
     message = f"change: {one_line[:60]}\n\n{reason.strip()}\n\nApproved-Change: 1\nApproved-By: {approver}\nReason: {one_line}"
-    _git(["commit", "-q", "-m", message], root, env=env)
-    commit = _git(["rev-parse", "HEAD"], root).stdout.strip()
+    from .attest import commit_attested
+
+    commit = commit_attested(root, message, "change", env)  # built, signed and logged, then moved
     ledger.append(root, "APPROVE", None, {"commit": commit, "approver": approver, "reason": one_line, "paths": paths})
     return Change(commit, approver, one_line, paths)
