@@ -91,6 +91,30 @@ def test_first_generation_holds_weights_hashes_manifest_and_metrics(trained_stor
 
 
 @pytest.mark.slow
+def test_training_metrics_go_through_dvclive_to_dvc_plots_and_metrics(trained_store):
+    live = json.loads((trained_store / "reports/train/live/metrics.json").read_text())
+    assert live["train"]["loss"] > 0 and live["step"] > 0 and live["train"]["tokens"] > 0
+    loss_tsv = (trained_store / "reports/train/live/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert loss_tsv[0].split("\t")[-2:] == ["step", "loss"] and len(loss_tsv) > 2
+
+    code, out, err = dvc(trained_store, "metrics", "show", "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert any("reports/train/live/metrics.json" in files for files in
+               (rev.get("data", {}) for rev in shown.values())), shown
+    code, out, err = dvc(trained_store, "plots", "show", "--json", "--split")
+    assert code == 0, err
+    assert "reports/train/live/plots/metrics/train/loss.tsv" in out
+
+
+def assert_plain_progress(out: str, err: str) -> None:
+    """The train stage reports progress as plain lines outside a terminal: start, each tenth, the end."""
+    lines = [ln for ln in (out + err).splitlines() if ln.startswith("train: ") and "steps (" in ln]
+    assert lines[0].startswith("train: 1/") and lines[-1].startswith(f"train: {TINY_STEPS}/{TINY_STEPS} steps (100%)")
+    assert all("steps/s" in ln for ln in lines) and "\r" not in out + err
+
+
+@pytest.mark.slow
 def test_a_second_repro_does_not_retrain(trained_store):
     weights = sorted((trained_store / CHILD).glob("*.safetensors"))
     before = {p: (p.stat().st_mtime_ns, sha256(p)) for p in weights}
@@ -106,7 +130,7 @@ def test_a_second_repro_does_not_retrain(trained_store):
 
 
 @pytest.mark.slow
-def test_forced_retraining_gives_the_same_weights(trained_store):
+def test_forced_retraining_gives_the_same_weights_and_reports_progress(trained_store):
     before = train_metrics(trained_store)["weights_sha256"]
 
     code, out, err = dvc(trained_store, "repro", "-f", "train")
@@ -114,6 +138,7 @@ def test_forced_retraining_gives_the_same_weights(trained_store):
     assert code == 0, out + err
     assert "Running stage 'train'" in out
     assert train_metrics(trained_store)["weights_sha256"] == before
+    assert_plain_progress(out, err)
 
 
 @pytest.mark.slow

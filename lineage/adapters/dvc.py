@@ -22,11 +22,18 @@ def dvc_bin() -> str:
     return str(here) if here.exists() else "dvc"
 
 
-def dvc(args: list[str], cwd: str | Path, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    """Run the dvc CLI; raise StoreError naming DVC's last error line on failure."""
+def dvc(args: list[str], cwd: str | Path, check: bool = True, capture: bool = True,
+        echo=None) -> subprocess.CompletedProcess:
+    """Run the dvc CLI; raise StoreError naming DVC's last error line on failure.
+
+    echo: a function given each progress line of the stages (`train: 30/300 steps …`) as it
+    comes, while the whole output is still captured for the result.
+    """
     env = {**os.environ, **ENV}
     # Stage commands run 'python …': make it this interpreter, whatever PATH says.
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    if echo is not None:
+        return _dvc_echo(args, cwd, env, check, echo)
     proc = subprocess.run([dvc_bin(), *args], cwd=cwd, env=env, text=True,
                           capture_output=capture)
     if check and proc.returncode != 0:
@@ -34,6 +41,26 @@ def dvc(args: list[str], cwd: str | Path, check: bool = True, capture: bool = Tr
         errors = [ln for ln in lines if "ERROR" in ln or "error:" in ln]
         raise StoreError(f"dvc {args[0]} failed: {(errors or lines or ['exit ' + str(proc.returncode)])[-1].strip()}")
     return proc
+
+
+STAGE_LINE = ("parent:", "prepare:", "train:", "eval:", "gate:", "error:", "Running stage")
+
+
+def _dvc_echo(args, cwd, env, check, echo) -> subprocess.CompletedProcess:
+    """Run dvc with stderr merged into stdout, echoing the stages' progress lines as they come."""
+    env = {**env, "LINEAGE_PROGRESS": env.get("LINEAGE_PROGRESS") or "plain"}
+    proc = subprocess.Popen([dvc_bin(), *args], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, bufsize=1)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.lstrip().startswith(STAGE_LINE):
+            echo("  " + line.strip())
+    proc.wait()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines), "")
+    if check and proc.returncode != 0:
+        raise StoreError(f"dvc {args[0]} failed: {(lines or ['exit ' + str(proc.returncode)])[-1].strip()}")
+    return done
 
 
 def lock_outs(lock_text: bytes | str | None) -> dict[str, dict[str, dict]]:

@@ -95,6 +95,35 @@ def _budget_callback(budget, result: TrainResult, started: float, progress=None)
     return BudgetCallback()
 
 
+def _dvclive_callback(live_dir: Path, resume: bool):
+    """Training metrics through DVCLive, so `dvc plots show` and `dvc exp show` see them.
+
+    Written under reports/train/live (declared in dvc.yaml); no experiment is saved and no
+    dvc.yaml is written by DVCLive: the pipeline already owns both.
+    """
+    from dvclive import Live
+    from transformers import TrainerCallback
+
+    live = Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=False, report=None)
+
+    class LiveCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            values = {k: float(v) for k, v in (logs or {}).items()
+                      if k in ("loss", "learning_rate", "grad_norm") and v is not None}
+            if not values:
+                return
+            live.step = state.global_step
+            for key, value in values.items():
+                live.log_metric(f"train/{key}", value)
+            live.log_metric("train/tokens", int(getattr(state, "num_input_tokens_seen", 0) or 0))
+            live.make_summary()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            live.end()
+
+    return LiveCallback()
+
+
 def distill_trainer_class():
     """SFTTrainer whose loss blends CE with KL to a teacher (G(N)) and a critic (G(N-1)).
 
@@ -213,7 +242,8 @@ def _resume_point(checkpoint_dir: Path) -> Path | None:
 
 
 def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, budget, backend: str,
-          out_dir: Path, checkpoint_dir: Path, progress=None, critic_dir: Path | None = None) -> TrainResult:
+          out_dir: Path, checkpoint_dir: Path, progress=None, critic_dir: Path | None = None,
+          live_dir: Path | None = None) -> TrainResult:
     """Train a child from parent_dir on records; save safetensors weights into out_dir.
 
     Raises BudgetExceededError (after stopping cleanly) on any breach; out_dir is then absent.
@@ -253,7 +283,8 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
     )
     if train_params["max_steps"] > 0:
         kwargs = dict(model=model, args=config, train_dataset=dataset, processing_class=tok,
-                      callbacks=[_budget_callback(budget, result, started, progress)])
+                      callbacks=[_budget_callback(budget, result, started, progress)]
+                      + ([_dvclive_callback(live_dir, bool(resume))] if live_dir else []))
         if train_params["method"] == "distill":
             from .model import load as load_frozen
 

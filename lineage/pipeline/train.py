@@ -101,9 +101,13 @@ def main() -> None:
         digest = digest_obj(manifest)
     records = [json.loads(line) for line in (PREPARED / "train.jsonl").read_text().splitlines() if line]
     checkpoints = CHECKPOINTS / digest.split(":")[1][:16]
+    from ..progress import Progress
+
+    bar = Progress("train", train_params["max_steps"], "steps")
     try:
         result = training.train(PARENT_DIR, records, train_params, settings["seed"], judged.policy.budget,
-                                 backend, CHILD_DIR, checkpoints, critic_dir=critic_dir)
+                                 backend, CHILD_DIR, checkpoints, progress=bar, critic_dir=critic_dir,
+                                 live_dir=TRAIN_REPORTS / "live")
     except BudgetExceededError as exc:
         shutil.rmtree(CHILD_DIR, ignore_errors=True)
         write_json(TRAIN_FAILURE, {"status": "FAILED", "reason": str(exc), "limit": exc.limit,
@@ -111,6 +115,8 @@ def main() -> None:
                                    "budget_used": getattr(exc, "usage", {}),
                                    "loss_curve": getattr(exc, "loss_curve", [])})
         raise
+    finally:
+        bar.close()
     if result.resumed_from:
         log.info("train: resumed from %s", result.resumed_from)
     shutil.rmtree(checkpoints, ignore_errors=True)
