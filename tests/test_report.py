@@ -257,6 +257,14 @@ def test_open_without_a_display_prints_the_path_and_a_note(store):
     assert proc.stdout.startswith("report: ") and "no display" in proc.stderr
 
 
+def test_fresh_store_without_candidates_renders_an_empty_report(store_template, tmp_path):
+    proc = lineage(store_template, "--json", "report", "--out", tmp_path / "r.html")
+    data = json.loads(proc.stdout)["data"]
+    assert data["candidates"] == [] and data["history"] == [] and data["head"]["generation"] is None
+    markup = (tmp_path / "r.html").read_text()
+    assert "no generation yet" in markup and "no candidate has metrics yet" in markup
+
+
 def test_outside_a_store_report_says_so(tmp_path):
     proc = lineage(tmp_path, "report", check=False)
     assert proc.returncode == 3 and "is not a lineage store" in proc.stderr
