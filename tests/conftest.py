@@ -244,3 +244,15 @@ def real_g000(tmp_path_factory):
     return store
 
 
+
+
+# Under `pytest -n 2 --dist loadgroup` (make test) a module runs whole on one worker, so its module
+# fixtures are built once; the modules that share the session's real G000 run on the same worker,
+# so that one (a real default-params training) is built once too.
+SHARES_REAL_G000 = {"test_gate_honesty", "test_evolve"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        item.add_marker(pytest.mark.xdist_group("real_g000" if module in SHARES_REAL_G000 else module))
