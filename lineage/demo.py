@@ -41,6 +41,7 @@ def main(argv: list[str]) -> int:
         os.environ.update(GIT_AUTHOR_NAME="lineage demo", GIT_AUTHOR_EMAIL="demo@lineage.invalid",
                           GIT_COMMITTER_NAME="lineage demo", GIT_COMMITTER_EMAIL="demo@lineage.invalid")
     base = Path(tempfile.mkdtemp(prefix="lineage-demo-"))
+    report = Path.cwd() / "build" / "demo" / "lineage-report.html"
     store = base / "luna"
     started = time.monotonic()
     print(f"demo store: {store}")
@@ -90,7 +91,14 @@ def main(argv: list[str]) -> int:
         say("The fossil record: every attempt, pass or fail, and git's own view of main.")
         run(LINEAGE + ["log"], store)
         run(["git", "log", "--first-parent", "--format=%h %s%n%(trailers:only,unfold)", "main"], store)
+
+        say("The report: one self-contained HTML page (tree, metrics against the policy, per-delta recall, "
+            "loss curves, budget, cards); it outlives the scratch store.")
+        report.parent.mkdir(parents=True, exist_ok=True)
+        browser = any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome"))
+        run(LINEAGE + ["report", "--out", str(report)] + (["--png"] if browser else []), store)
         print(f"\ndemo finished in {time.monotonic() - started:.0f} s; store at {store}")
+        print(f"report: {report}" + (f"  (overview picture: {report.with_suffix('.png')})" if browser else ""))
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
