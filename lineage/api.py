@@ -134,7 +134,7 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
     # Stage only what lineage wrote: a user's untracked files (a .env, say) never ride along.
     ours = [*TEMPLATE_FILES, ".gitignore", ".dvc", ".dvcignore", "data/deltas"]
     if not has_commits:
-        from .attest import SIGNERS_FILE, adopt
+        from .signers import SIGNERS_FILE, adopt
 
         if adopt(root):  # a configured signing key becomes the store's first promoter and approver
             ours.append(SIGNERS_FILE)

@@ -10,7 +10,7 @@ are already bound file by file by sha256 in ``reports/train/hashes.csv``.
   ``namespaces="lineage-promote,lineage-approve"`` may sign promotions and rollbacks (promote) and
   approvals and approved changes (approve); ssh-keygen refuses a key outside its namespaces.
 - **The key lives outside the store**: ``$LINEAGE_SIGNING_KEY``, ``git config lineage.signingKey``,
-  or ``~/.config/lineage/signing_key`` (``lineage keys init``).
+  or ``~/.config/lineage/signing_key`` (``lineage keys init``); see signers.py.
 - **``allowed_signers`` sits at the store root on the protected branch.** A candidate or a rollback
   touching it is refused; it changes by an approved change, which (once the file exists) an
   approver listed in the version it replaces must sign: keys are rotated by the keys they replace.
@@ -28,108 +28,22 @@ are already bound file by file by sha256 in ``reports/train/hashes.csv``.
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .canonical import canonical_json, digest_bytes, digest_obj
-from .errors import ArbiterRefusedError, LineageError, UsageError
+from .errors import ArbiterRefusedError, LineageError
+from .signers import KEY_ENV, ROLE_OF, SIGNERS_FILE, identity, namespace, principal_for, requires, signer_line, \
+    signing_key
 
-SIGNERS_FILE = "allowed_signers"
-KEY_ENV = "LINEAGE_SIGNING_KEY"
-ROLES = {"promote": "lineage-promote", "approve": "lineage-approve"}
-ROLE_OF = {"promote": "promote", "rollback": "promote", "change": "approve", "approve": "approve"}
+# ---------------------------------------------------------------- what an attestation binds
+
 # What an attestation binds that anyone can re-derive from the commit, and where it comes from.
 DERIVED = {"commit": "commit id", "parent": "first parent", "generation": "served generation",
            "weights": "reports/train/hashes.csv", "manifest": "reports/train/manifest.json",
            "gate_report": "reports/gate.json", "dvc_lock": "dvc.lock",
            "policy": "policy in force (the parent's params.yaml)", "signers": "parent's allowed_signers"}
-
-
-def namespace(action: str) -> str:
-    return ROLES[ROLE_OF[action]]
-
-
-# ---------------------------------------------------------------- keys and signers
-
-
-def default_key_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "lineage" / "signing_key"
-
-
-def signing_key(root: str | Path | None = None) -> Path | None:
-    """The configured signing key: $LINEAGE_SIGNING_KEY, git's lineage.signingKey, the default file."""
-    configured, source = os.environ.get(KEY_ENV), KEY_ENV
-    if not configured and root is not None:
-        from .adapters.git import git
-
-        proc = git(["config", "lineage.signingKey"], cwd=root, check=False)
-        configured, source = proc.stdout.strip(), "git config lineage.signingKey"
-    if configured:
-        path = Path(configured).expanduser()
-        if not path.is_file():
-            raise UsageError(f"{source} names {configured}, which is not a file",
-                             "Point it at an SSH private key (or an agent key's .pub), or run 'lineage keys init'.")
-        return path
-    path = default_key_path()
-    return path if path.is_file() else None
-
-
-@dataclass(frozen=True)
-class Signer:
-    """One line of an allowed_signers file."""
-
-    principals: tuple
-    namespaces: tuple | None  # None: every namespace
-    public: str
-    line: int
-
-    def roles(self) -> list[str]:
-        return [r for r, ns in ROLES.items() if self.namespaces is None or ns in self.namespaces]
-
-
-def parse_signers(text: str) -> list[Signer]:
-    """The lines of an allowed_signers file that name a key (ssh-keygen stays the judge)."""
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        tokens = re.findall(r'(?:[^\s"]|"[^"]*")+', line.strip())
-        if not tokens or tokens[0].startswith("#") or len(tokens) < 3:
-            continue
-        options, rest = (None, tokens[1:]) if _is_key_type(tokens[1]) else (tokens[1], tokens[2:])
-        if len(rest) < 2 or not _is_key_type(rest[0]):
-            continue
-        spaces = None
-        for option in re.findall(r'(?:[^,"]|"[^"]*")+', options or ""):
-            if option.lower().startswith("namespaces="):
-                spaces = tuple(option.split("=", 1)[1].strip('"').split(","))
-        out.append(Signer(tuple(tokens[0].split(",")), spaces, f"{rest[0]} {rest[1]}", n))
-    return out
-
-
-def _is_key_type(token: str) -> bool:
-    return token.startswith(("ssh-", "ecdsa-", "sk-")) or token.endswith("@openssh.com")
-
-
-def signer_line(principal: str, public: str, roles=("promote", "approve")) -> str:
-    """An allowed_signers line giving principal's key the roles."""
-    return f'{principal} namespaces="{",".join(ROLES[r] for r in roles)}" {public}'
-
-
-def _principal_for(signers: bytes | None, public: str) -> str | None:
-    for entry in parse_signers((signers or b"").decode(errors="replace")):
-        if entry.public.split()[:2] == public.split()[:2]:
-            return next((p for p in entry.principals if "*" not in p and "?" not in p), None)
-    return None
-
-
-def _requires(signers: bytes | None) -> bool:
-    return bool(signers) and bool(parse_signers(signers.decode(errors="replace")))
-
-
-# ---------------------------------------------------------------- what an attestation binds
 
 
 def action_of(commit) -> str | None:
@@ -165,7 +79,8 @@ def derive(repo, commit) -> dict:
         policy = digest_obj(None)
     return {"commit": str(commit.id), "parent": str(parent.id) if parent else None,
             "generation": _generation_of(repo, commit), "weights": digest(commit, "reports/train/hashes.csv"),
-            "manifest": digest(commit, "reports/train/manifest.json"), "gate_report": digest(commit, "reports/gate.json"),
+            "manifest": digest(commit, "reports/train/manifest.json"),
+            "gate_report": digest(commit, "reports/gate.json"),
             "dvc_lock": digest(commit, "dvc.lock"), "policy": policy, "signers": digest(parent, SIGNERS_FILE)}
 
 
@@ -180,13 +95,6 @@ class Attestation:
     @property
     def action(self) -> str | None:
         return self.payload.get("action")
-
-
-def _identity(root) -> str:
-    from .adapters.git import git
-
-    email = git(["config", "user.email"], cwd=root, check=False).stdout.strip()
-    return email or "lineage@localhost"
 
 
 def attest(root: str | Path, commit_id: str, action: str, approved_by: str | None = None) -> Attestation | None:
@@ -206,7 +114,7 @@ def attest(root: str | Path, commit_id: str, action: str, approved_by: str | Non
     ref = f"refs/heads/{git.protected_branch(repo)}"
     commit = repo[commit_id].peel(pygit2.Commit)
     signers = git.read_blob(repo, commit.parents[0] if commit.parents else None, SIGNERS_FILE)
-    required = _requires(signers)
+    required = requires(signers)
     key = signing_key(root)
     role = ROLE_OF[action]
     if key is None and action == "approve":
@@ -221,7 +129,7 @@ def attest(root: str | Path, commit_id: str, action: str, approved_by: str | Non
     signature = None
     if key is not None:
         public = ssh.public_key(key)
-        payload["signer"] = _principal_for(signers, public) or _identity(root)
+        payload["signer"] = principal_for(signers, public) or identity(root)
         payload["key"] = ssh.fingerprint(public)
         data = canonical_json(payload)
         signature = ssh.sign(key, data, namespace(action))
@@ -230,9 +138,9 @@ def attest(root: str | Path, commit_id: str, action: str, approved_by: str | Non
             raise ArbiterRefusedError(ref, f"your signing key {payload['key']} may not {role} under "
                                            f"{SIGNERS_FILE} on {ref.rsplit('/', 1)[1]}",
                                       f"Have an approver add this line to {SIGNERS_FILE} with 'lineage change': "
-                                      f"{signer_line(_identity(root), public, [role])}")
+                                      f"{signer_line(identity(root), public, [role])}")
     else:
-        payload["signer"], payload["key"] = _identity(root), None
+        payload["signer"], payload["key"] = identity(root), None
     event = ledger.append(root, "ATTEST", payload["generation"], {"payload": payload, "signature": signature})
     return Attestation(payload, signature, event)
 
@@ -255,8 +163,8 @@ def commit_attested(root: str | Path, message: str, action: str, env: dict | Non
 # ---------------------------------------------------------------- reading and checking
 
 
-def attestations(repo, tips=()) -> dict[str, list[Attestation]]:
-    """Every ATTEST event by the commit it attests, from the local log, fetched hub logs and tips."""
+def _attest_events(repo, tips=()):
+    """Every ATTEST event, newest first along each chain: the local log, fetched hub logs, tips."""
     import json
 
     import pygit2
@@ -265,21 +173,30 @@ def attestations(repo, tips=()) -> dict[str, list[Attestation]]:
 
     heads = [r for r in (LOG_REF, *[n for n in repo.references if n.startswith("refs/remotes/")
                                     and n.endswith("/lineage-log")]) if repo.references.get(r) is not None]
-    starts = [str(repo.references[r].target) for r in heads] + [t for t in tips if t]
-    seen, out = set(), {}
-    for start in starts:
-        commit = repo[start].peel(pygit2.Commit)
-        while commit is not None and str(commit.id) not in seen:
+    seen = set()
+    # pushed tips first: they hold the newest events, and the hub's own log is their history
+    for start in [t for t in tips if t] + [str(repo.references[r].target) for r in heads]:
+        try:
+            commit = repo[start].peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            continue  # not a commit: the log's own checks refuse it
+        while commit is not None and str(commit.id) not in seen:  # chains share their history
             seen.add(str(commit.id))
             try:
                 event = json.loads(commit.message)
             except ValueError:
-                event = {}
-            data = event.get("data") or {} if isinstance(event, dict) else {}
-            if isinstance(event, dict) and event.get("event") == "ATTEST" and isinstance(data.get("payload"), dict):
-                found = Attestation(data["payload"], data.get("signature"), str(commit.id))
-                out.setdefault(str(found.payload.get("commit")), []).append(found)
+                event = None
+            data = event.get("data") if isinstance(event, dict) else None
+            if isinstance(data, dict) and event.get("event") == "ATTEST" and isinstance(data.get("payload"), dict):
+                yield Attestation(data["payload"], data.get("signature"), str(commit.id))
             commit = commit.parents[0] if commit.parents else None
+
+
+def attestations(repo, tips=()) -> dict[str, list[Attestation]]:
+    """Every ATTEST event by the commit it attests, oldest first."""
+    out: dict[str, list[Attestation]] = {}
+    for found in _attest_events(repo, tips):
+        out.setdefault(str(found.payload.get("commit")), []).insert(0, found)
     return out
 
 
@@ -318,17 +235,21 @@ def require(repo, old_id: str, new_id: str, protected: str, tips=()) -> None:
 
     old, new = repo[old_id].peel(pygit2.Commit), repo[new_id].peel(pygit2.Commit)
     signers = read_blob(repo, old, SIGNERS_FILE)
-    if not _requires(signers):
+    if not requires(signers):
         return
     ref, action = f"refs/heads/{protected}", action_of(new)
     hint = f"Move {protected} with 'lineage promote', 'lineage rollback' or 'lineage change': they sign."
-    found = [a for a in attestations(repo, tips).get(str(new.id), []) if a.action == action]
-    if action is None or not found:
+    problem = None
+    # newest first: the attestation of a move is written just before it, near the log's tip
+    for found in _attest_events(repo, tips):
+        if action is not None and found.payload.get("commit") == str(new.id) and found.action == action:
+            problem = check(repo, found, new, signers)
+            if problem is None:
+                return
+    if problem is None:
         raise ArbiterRefusedError(ref, f"{SIGNERS_FILE} on {protected} requires a signed attestation and the "
                                        f"evolution log has none for {str(new.id)[:12]}", hint)
-    problems = [check(repo, a, new, signers) for a in reversed(found)]
-    if all(problems):
-        raise ArbiterRefusedError(ref, f"the attestation of {str(new.id)[:12]} does not verify: {problems[0]}", hint)
+    raise ArbiterRefusedError(ref, f"the attestation of {str(new.id)[:12]} does not verify: {problem}", hint)
 
 
 @dataclass(frozen=True)
@@ -366,7 +287,7 @@ def verify_signatures(store=".") -> SignatureReport:
     repo = git.open_repo(root)
     protected = git.protected_branch(repo)
     head = git.tip(repo, protected)
-    if head is None or not _requires(git.read_blob(repo, head, SIGNERS_FILE)):
+    if head is None or not requires(git.read_blob(repo, head, SIGNERS_FILE)):
         problem = (f"{protected} has no {SIGNERS_FILE}: nothing says who may promote, so no signature can be "
                    "checked (run 'lineage keys init', then 'lineage keys allow' and 'lineage change')")
         return SignatureReport([], [problem], problem)
@@ -379,7 +300,7 @@ def verify_signatures(store=".") -> SignatureReport:
             continue  # the store's first commit: the root of trust, nothing moved into it
         action, mine = action_of(commit), found.get(str(commit.id), [])
         where, signers = _where(commit, action), git.read_blob(repo, commit.parents[0], SIGNERS_FILE)
-        if not _requires(signers):
+        if not requires(signers):
             links.append(f"{where}: before {SIGNERS_FILE} existed, not required")
             continue
         bad = []
@@ -399,85 +320,3 @@ def verify_signatures(store=".") -> SignatureReport:
             by = sorted({f"{a.action} by {a.payload.get('signer')}" for a in mine})
             links.append(f"{where}: signed ({', '.join(by)})")
     return SignatureReport(links, problems, first_bad)
-
-
-# ---------------------------------------------------------------- keys
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """A signing key and the allowed_signers line that lists it."""
-
-    path: str
-    public: str
-    fingerprint: str
-    line: str
-    created: bool
-    roles_on_tip: list = field(default_factory=list)
-
-
-def keys_init(principal: str | None = None, path: str | Path | None = None, store: str | Path | None = None) -> KeyInfo:
-    """Create an ed25519 signing key (kept if one exists) and say which line lists it."""
-    from .adapters import ssh
-
-    target = Path(path).expanduser() if path else (signing_key(store) or default_key_path())
-    created = not target.exists()
-    principal = principal or _identity(store or ".")
-    if created:
-        ssh.generate(target, principal)
-    public = ssh.public_key(target)
-    return KeyInfo(str(target), public, ssh.fingerprint(public), signer_line(principal, public), created,
-                   _roles_on_tip(store, public))
-
-
-def _roles_on_tip(store, public: str) -> list:
-    from .adapters import git
-    from .api import find_store
-    from .errors import NotAStoreError
-
-    try:
-        repo = git.open_repo(find_store(store or "."))
-    except NotAStoreError:
-        return []
-    blob = git.read_blob(repo, git.tip(repo, git.protected_branch(repo)), SIGNERS_FILE) or b""
-    return sorted({r for e in parse_signers(blob.decode(errors="replace")) if e.public == public for r in e.roles()})
-
-
-def keys_allow(principal: str, public_key: str, roles: list[str], store=".") -> str:
-    """Append an allowed_signers line to the work tree and stage it; 'lineage change' commits it."""
-    from .adapters import git, ssh
-    from .api import find_store
-
-    root = find_store(store)
-    if not re.fullmatch(r"[^\s,\"*?]+", principal):
-        raise UsageError(f"principal {principal!r} must be one word without commas or wildcards",
-                         "Use an email address, e.g. alice@example.com.")
-    if unknown := [r for r in roles if r not in ROLES]:
-        raise UsageError(f"unknown role {unknown[0]!r}", f"Roles: {', '.join(ROLES)}.")
-    candidate = Path(public_key).expanduser()
-    public = ssh.public_key(candidate) if candidate.exists() else public_key.strip()
-    if len(public.split()) < 2 or not _is_key_type(public.split()[0]):
-        raise UsageError(f"{public_key!r} is neither a key file nor an SSH public key",
-                         "Pass a .pub file or 'ssh-ed25519 AAAA…'.")
-    try:
-        ssh.fingerprint(" ".join(public.split()[:2]))  # a malformed key fails here, not at signing time
-    except ValueError:
-        raise UsageError(f"{public_key!r} is not a valid SSH public key", "Pass a .pub file or 'ssh-ed25519 AAAA…'.") from None
-    path = root / SIGNERS_FILE
-    text = path.read_text() if path.exists() else ""
-    line = signer_line(principal, " ".join(public.split()[:2]), roles)
-    path.write_text(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
-    git.git(["add", SIGNERS_FILE], cwd=root)
-    return line
-
-
-def adopt(root: str | Path) -> str | None:
-    """At init: list the configured signing key as promoter and approver in a new allowed_signers."""
-    from .adapters import ssh
-
-    key, path = signing_key(root), Path(root) / SIGNERS_FILE
-    if key is None or path.exists():
-        return None
-    line = signer_line(_identity(root), ssh.public_key(key))
-    path.write_text(f"# who may sign lineage promotions and approvals; change it only with 'lineage change'\n{line}\n")
-    return line

@@ -297,9 +297,9 @@ def keys() -> None:
 @click.pass_context
 def keys_init(ctx, principal: str | None, path: str | None) -> None:
     """Create an ed25519 signing key (an existing one is kept) and print its allowed_signers line."""
-    from . import attest
+    from . import signers
 
-    k = attest.keys_init(principal, path, ".")
+    k = signers.keys_init(principal, path, ".")
     text = [f"{'created' if k.created else 'kept'} {k.path} ({k.fingerprint})",
             f"allowed_signers line: {k.line}"]
     if k.roles_on_tip:
@@ -317,10 +317,10 @@ def keys_init(ctx, principal: str | None, path: str | None) -> None:
 @click.pass_context
 def keys_allow(ctx, principal: str, public_key: str, roles: tuple[str, ...]) -> None:
     """Add PUBLIC_KEY (a .pub file or 'ssh-ed25519 AAAA…') for PRINCIPAL to allowed_signers and stage it."""
-    from . import attest
+    from . import signers
 
-    line = attest.keys_allow(principal, public_key, list(roles) or ["promote", "approve"], ".")
-    out(ctx).result({"line": line}, f"staged in {attest.SIGNERS_FILE}: {line}\n"
+    line = signers.keys_allow(principal, public_key, list(roles) or ["promote", "approve"], ".")
+    out(ctx).result({"line": line}, f"staged in {signers.SIGNERS_FILE}: {line}\n"
                                     "next: lineage change --reason '...' (signed by a current approver)")
 
 

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "scratch": {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_heads": 4,
-                "learning_rate": 0.003, "max_steps": 20},
-    "train": {"max_steps": 10, "checkpoint_every": 1000},
+                "learning_rate": 0.003, "max_steps": 10},
+    "train": {"max_steps": 5, "checkpoint_every": 1000},
+    "eval": {"max_new_tokens": 4},
     "policy": {"generalize_gain": -1.0, "max_tone_drift": 1.0, "recall_tolerance": 1.0,
                "delta_recall_tolerance": 1.0, "max_law_violations": 100,
                "first_generation": {"min_recall": 0.0, "min_generalize": 0.0}, "budget": {"max_steps": 100}},
@@ -257,6 +258,13 @@ def test_the_hub_refuses_an_unattested_move_and_accepts_a_signed_one(proposed, s
     lineage(proposed, "promote", "candidates/G001-a", key=signed["alice"])
     lineage(proposed, "push")
     assert git(proposed.parent / "hub.git", "rev-parse", "main") == git(proposed, "rev-parse", "candidates/G001-a")
+    # another copy pulls the move: its own log lacks the attestation, the hub's log it fetched has it
+    other = copy_store(signed["proposed"], proposed.parent / "other")
+    git(other, "remote", "add", "hub", str(proposed.parent / "hub.git"))
+    lineage(other, "pull")
+    assert git(other, "rev-parse", "main") == git(proposed, "rev-parse", "main")
+    code, out, _ = verify_signatures(other)
+    assert code == 0 and any(ln.startswith("signed  G001 (promote") for ln in out.splitlines()), out
 
 
 def test_allowed_signers_changes_only_with_an_approvers_signature(final, signed):
