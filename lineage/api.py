@@ -16,6 +16,7 @@ TEMPLATE_FILES = ("dvc.yaml", "params.yaml", "stages/parent.py", "stages/prepare
 GITIGNORE = ["/models/", "/.lineage/", "/reports/train_failure.json", "__pycache__/"]
 FIRST_DELTA = "data/deltas/d000-era0.jsonl"
 CACHE_TYPES = "reflink,hardlink,symlink,copy"
+FSYNC = {"core.fsync": "objects,reference", "core.fsyncMethod": "fsync"}
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
 
     repo = git.open_repo(root)
     repo.config[git.PROTECTED_KEY] = protected_branch
+    # A ref moved after a promotion must survive a power cut: fsync objects and refs (git >= 2.36).
+    for key, value in FSYNC.items():
+        repo.config[key] = value
     if not has_commits:
         git.git(["symbolic-ref", "HEAD", f"refs/heads/{protected_branch}"], cwd=root)
 

@@ -38,6 +38,21 @@ class LineageGroup(click.Group):
 def cli(ctx, as_json: bool, quiet: bool, traceback: bool) -> None:
     """lineage: a git-native versioned model store for models trained again and again."""
     ctx.obj = {"out": Output(as_json, quiet), "traceback": traceback}
+    _route_logging(ctx.obj["out"])
+
+
+def _route_logging(sink: Output) -> None:
+    """Send the api's progress notes (logger 'lineage': recovery, stale locks) to the terminal sink."""
+    import logging
+
+    class ToOutput(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            sink.info(f"lineage: {record.getMessage()}")
+
+    logger = logging.getLogger("lineage")
+    logger.handlers[:] = [ToOutput(logging.INFO)]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def out(ctx) -> Output:
@@ -140,6 +155,12 @@ def promote(ctx, candidate: str) -> None:
     from . import promotion
 
     p = promotion.promote(candidate, ".")
+    if p.kind == "already-promoted":
+        out(ctx).result(p, f"{candidate} is already what the protected branch serves ({p.generation}); nothing to do")
+        return
+    if p.kind == "rolled-back":
+        out(ctx).result(p, f"promoted {p.generation}, then rolled back: the burn-in failed (see 'lineage log --format jsonl')")
+        return
     out(ctx).result(p, f"promoted {p.generation}: {p.old[:12]} -> {p.new[:12]} (composite {p.composite})")
 
 
@@ -322,6 +343,46 @@ def keys_allow(ctx, principal: str, public_key: str, roles: tuple[str, ...]) -> 
     line = signers.keys_allow(principal, public_key, list(roles) or ["promote", "approve"], ".")
     out(ctx).result({"line": line}, f"staged in {signers.SIGNERS_FILE}: {line}\n"
                                     "next: lineage change --reason '...' (signed by a current approver)")
+
+
+@cli.command()
+@click.pass_context
+def repair(ctx) -> None:
+    """Finish or undo commands that were killed mid-way and clear stale git locks no process holds."""
+    from . import recovery
+
+    r = recovery.repair(".")
+    text = [f"in the way: {b}" for b in r.blocking]  # what was recovered is already on stderr, one line each
+    text.append(f"repair: {len(r.recovered)} interrupted command(s) or stale lock(s) dealt with; "
+                + ("the store is consistent" if r.ok else f"{len(r.blocking)} lock(s) still held"))
+    out(ctx).result({"recovered": r.recovered, "blocking": r.blocking, "ok": r.ok}, "\n".join(text))
+    if not r.ok:
+        ctx.exit(3)
+
+
+@cli.command("gc")
+@click.option("--cloud", is_flag=True, help="Also delete unreferenced objects from the DVC remote "
+                                             "(refused where other clones' refs could need them).")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.pass_context
+def gc_cmd(ctx, cloud: bool, dry_run: bool) -> None:
+    """Free DVC cache space, keeping the data of every commit, tag, branch, experiment and the work tree."""
+    from .gc import gc
+
+    r = gc(".", cloud=cloud, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    text = [f"gc: {verb} {r.cache_objects} object(s) from the DVC cache"
+            + ("" if dry_run else f", {_bytes(r.cache_bytes)} freed")]
+    if cloud:
+        text.append(f"gc: {verb} {r.remote_objects} object(s) from the DVC remote"
+                    + ("" if dry_run else f", {_bytes(r.remote_bytes)} freed" if r.remote_bytes is not None
+                       else " (bytes freed not measured on a non-local remote)"))
+    text += [f"gc: {line}" for line in r.pruned_worktrees]
+    out(ctx).result(r, "\n".join(text))
+
+
+def _bytes(n: int) -> str:
+    return f"{n:,} bytes" + (f" ({n / (1 << 20):.1f} MiB)" if n >= 1 << 20 else "")
 
 
 @cli.group()

@@ -148,11 +148,17 @@ def push(store=".", remote: str = "hub") -> PushResult:
     root = find_store(store)
     repo = git.open_repo(root)
     protected = git.protected_branch(repo)
-    # Data before refs: no ref on the hub may point at weights the DVC remote lacks.
-    dvc.dvc(["push", "-q"], cwd=root)
+    # Data before refs: no ref on the hub may point at weights the DVC remote lacks. The refs
+    # pushed are every branch and tag lineage keeps, so their data goes, not only the work tree's.
+    dvc.dvc(["push", "-q", "--all-branches", "--all-tags"], cwd=root)
+    _check_remote_has_everything(root)
+    from . import faults
+
+    faults.point("push:data-pushed")
     specs = [s.format(protected=protected) for s in PUSH_REFSPECS]
     specs = [s for s in specs if "*" in s or repo.references.get(s.split(":")[0]) is not None]
     proc = git.git(["push", "--atomic", "--porcelain", remote, *specs], cwd=root, check=False)
+    faults.point("push:refs-pushed")
     rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
     if proc.returncode != 0 or rejected:
         reasons = [ln for ln in proc.stderr.splitlines() if "lineage hub:" in ln and "hint" not in ln]
@@ -161,6 +167,29 @@ def push(store=".", remote: str = "hub") -> PushResult:
                                   "Nothing was pushed (atomic). Fix the refused ref and push again.")
     refs = [ln.split("\t")[1] for ln in proc.stdout.splitlines() if "\t" in ln and ln[:1] in "*+ -"]
     return PushResult(remote, refs, True)
+
+
+def _check_remote_has_everything(root) -> None:
+    """Refuse to push refs while some data they point at is not in the DVC remote.
+
+    ``dvc push`` only warns (and exits 0) about data that is neither in the local cache nor in
+    the remote; pushing the refs then would publish generations nobody can restore.
+    """
+    import json
+
+    from .adapters import dvc
+
+    proc = dvc.dvc(["status", "--cloud", "--all-branches", "--all-tags", "--json"], cwd=root)
+    absent = sorted(path for path, state in (json.loads(proc.stdout or "{}") or {}).items()
+                    if state in ("new", "missing"))
+    if absent:
+        from .errors import IntegrityError
+
+        err = IntegrityError(f"DVC remote lacks {', '.join(absent[:3])}{' …' if len(absent) > 3 else ''}",
+                             "a ref to push points at data that is neither in the remote nor (all of it) "
+                             "in the local cache; nothing was pushed to the hub")
+        err.hint = "Fetch the data where it was trained ('dvc push -a -T' there), then run 'lineage push' again."
+        raise err
 
 
 def pull(store=".", remote: str = "hub") -> dict:

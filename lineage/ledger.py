@@ -9,6 +9,7 @@ update of the ref that does not descend from what it holds.
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,25 +56,38 @@ def _actor(repo) -> str:
         return "lineage"
 
 
-def append(root: str | Path, event: str, generation: str | None, data: dict | None = None, retries: int = 20) -> str:
-    """Append one event with compare-and-swap; retry when another writer got there first."""
+def build(root: str | Path, event: str, generation: str | None, data: dict | None, parent: str | None) -> str:
+    """Write the commit of one event on top of parent without moving the log (for a ref transaction)."""
     import pygit2
 
-    from .adapters.git import git, open_repo
+    from .adapters.git import open_repo
 
     repo = open_repo(root)
     record = Event(event, generation, _actor(repo), round(time.time(), 3), data or {})
     message = canonical_json(record.to_dict()).decode() + "\n"
-    empty_tree = repo.TreeBuilder().write()
     sig = pygit2.Signature("lineage", "lineage@localhost")
+    return str(repo.create_commit(None, sig, sig, message, repo.TreeBuilder().write(), [parent] if parent else []))
+
+
+def append(root: str | Path, event: str, generation: str | None, data: dict | None = None, retries: int = 60) -> str:
+    """Append one event with compare-and-swap; retry when another writer got there first."""
+    from .adapters.git import git, open_repo
+
+    repo = open_repo(root)
     for _ in range(retries):
         ref = repo.references.get(LOG_REF)
-        old = ref.target if ref is not None else None
-        commit = repo.create_commit(None, sig, sig, message, empty_tree, [old] if old else [])
-        proc = git(["update-ref", LOG_REF, str(commit), str(old) if old else "0" * 40], cwd=root, check=False)
+        old = str(ref.target) if ref is not None else None
+        commit = build(root, event, generation, data, old)
+        proc = git(["update-ref", LOG_REF, commit, old or "0" * 40], cwd=root, check=False)
         if proc.returncode == 0:
-            return str(commit)
-        time.sleep(0.05)
+            return commit
+        time.sleep(0.01 + random.random() * 0.05)  # jitter: ten writers at once must not retry in step
+    if "File exists" in proc.stderr:  # not a racing writer: a lock file that stays
+        from .recovery import describe_locks
+
+        raise StoreError(f"could not append {event} to {LOG_REF}: "
+                         + ("; ".join(describe_locks(root)) or proc.stderr.strip().splitlines()[-1]),
+                         "Run 'lineage repair' to clear a stale lock, then run again.")
     raise StoreError(f"could not append {event} to {LOG_REF}: it kept moving", "Run again.")
 
 

@@ -65,10 +65,13 @@ def _open_clean(store):
     """The store's root, repo and protected branch; refuse a work tree with changes of its own."""
     from .adapters import git
     from .api import find_store
+    from .recovery import recover, work_tree_lock
 
     root = find_store(store)
+    recover(root)  # a command killed earlier is finished or undone first
     repo = git.open_repo(root)
-    dirty = [p for p in git.work_tree_dirty(root) if not _pending_data(p)]
+    with work_tree_lock(root, exclusive=False):  # never mid-way through another command's checkout
+        dirty = [p for p in git.work_tree_dirty(root) if not _pending_data(p)]
     if dirty:
         raise DirtyTreeError(str(root), dirty)
     return root, repo, git.protected_branch(repo)
@@ -119,6 +122,11 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
     from .canonical import digest_bytes
 
     root, repo, protected = _open_clean(store)
+    from . import recovery
+
+    done = recovery.finished("propose", name=name, overrides=list(overrides or []), generation=generation)
+    if done is not None:
+        return done  # this very command was killed and recovery has just finished it
     if not re.fullmatch(r"[a-z0-9]+", name):
         raise UsageError(f"candidate name {name!r} must be lowercase letters or digits", "Use e.g. --name a.")
     tip = git.tip(repo, protected)
@@ -133,67 +141,112 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
             repo.references.get(f"refs/tags/{FROZEN_TAG}{generation}-{name}") is not None:
         raise UsageError(f"{branch} exists already", "Pick another --name; candidate names are never reused.")
     pending = [p for p in git.work_tree_dirty(root) if _pending_data(p)]
-    _git(["checkout", "-q", "-b", branch, protected], root)
-    from . import ledger
+    saved = {p: (root / p).read_text() for p in pending if (root / p).is_file()}
+    from . import faults, ledger
 
-    try:
-        _apply_overrides(root, overrides or [])
-        ledger.append(root, "PROPOSE", generation, {"branch": branch, "parent": parent_gen,
-                                                     "overrides": list(overrides or [])})
-        if progress:
-            progress(f"{branch}: running the pipeline (dvc repro)")
-        run = dvc.dvc(["repro"], cwd=root, check=False)
-        failure_path = root / "reports" / "train_failure.json"
-        report_path = root / "reports" / "gate.json"
-        reason = None
-        if run.returncode != 0:
-            lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith("error:")]
-            reason = lines[-1][7:] if lines else "the pipeline failed"
-            verdict, failed, criteria, composite = "FAIL", ["pipeline"], [], None
-            # Nothing the parent left behind may pass for this run's evidence.
-            for stale in ("metrics.json", "reports/gate.json", "EVAL.md", "MODEL_CARD.md"):
-                (root / stale).unlink(missing_ok=True)
-            import shutil as _shutil
+    with recovery.operation(root, "propose", keep_on_error=True, protected=protected, branch=branch,
+                            generation=generation, name=name, overrides=list(overrides or []), parent=parent_gen,
+                            base=str(tip.id), pending=saved) as op:
+        _git(["checkout", "-q", "-b", branch, protected], root)
+        faults.point("propose:branched")
+        try:
+            _apply_overrides(root, overrides or [])
+            ledger.append(root, "PROPOSE", generation, {"branch": branch, "parent": parent_gen,
+                                                         "overrides": list(overrides or [])})
+            faults.point("propose:logged")
+            if progress:
+                progress(f"{branch}: running the pipeline (dvc repro)")
+            run = dvc.dvc(["repro"], cwd=root, check=False, echo=progress)
+            failure_path = root / "reports" / "train_failure.json"
+            report_path = root / "reports" / "gate.json"
+            reason = None
+            if run.returncode != 0:
+                lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith("error:")]
+                reason = lines[-1][7:] if lines else "the pipeline failed"
+                verdict, failed, criteria, composite = "FAIL", ["pipeline"], [], None
+                # Nothing the parent left behind may pass for this run's evidence.
+                for stale in ("metrics.json", "reports/gate.json", "EVAL.md", "MODEL_CARD.md"):
+                    (root / stale).unlink(missing_ok=True)
+                import shutil as _shutil
 
-            _shutil.rmtree(root / "reports" / "eval", ignore_errors=True)
-            if failure_path.exists():
-                failure = json.loads(failure_path.read_text())
-                reason = failure["reason"]
-                failed = ["budget." + failure["limit"].split()[0].replace("max_", "")]
-                # keep the failure record in the fossil record of this candidate
-                (root / "reports" / "train_failure.record.json").write_text(failure_path.read_text())
-        else:
-            report = json.loads(report_path.read_text())
-            verdict, failed, criteria, composite = (report["verdict"], report["failed"], report["criteria"],
-                                                    report["composite"])
-        _log_run(root, generation, run.returncode == 0, verdict, failed, reason)
-        gate_hash = digest_bytes(report_path.read_bytes()) if report_path.exists() and run.returncode == 0 else "none"
-        message = (f"{generation}-{name}: {verdict}{' (' + ', '.join(failed) + ')' if failed else ''}\n\n"
-                   f"Generation: {generation}\nParent: {parent_gen or 'base'}\nVerdict: {verdict}\n"
-                   f"Gate-Report: {gate_hash}")
-        _git(["add", "-A"], root)
-        _git(["commit", "-q", "--allow-empty", "-m", message], root, env=_env(root))
-        commit = _git(["rev-parse", "HEAD"], root).stdout.strip()
-        if run.returncode == 0:
-            dvc.dvc(["push", "-q"], cwd=root, check=False)
-        frozen = {"schema_version": 1, "generation": generation, "branch": branch, "commit": commit,
-                  "parent": parent_gen, "verdict": verdict, "failed": failed, "composite": composite,
-                  "reason": reason}
-        _git(["tag", "-a", f"{FROZEN_TAG}{generation}-{name}", "-m", json.dumps(frozen, sort_keys=True), commit],
-             root, env=_env(root))
-    finally:
-        _git(["checkout", "-q", "-f", protected], root)
-        if pending and "commit" in locals():
-            # registered data not yet on the protected branch stays pending for the next candidate
-            _git(["checkout", commit, "--", *pending], root, check=False)
-        dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
+                _shutil.rmtree(root / "reports" / "eval", ignore_errors=True)
+                if failure_path.exists():
+                    failure = json.loads(failure_path.read_text())
+                    reason = failure["reason"]
+                    failed = ["budget." + failure["limit"].split()[0].replace("max_", "")]
+                    # keep the failure record in the fossil record of this candidate
+                    (root / "reports" / "train_failure.record.json").write_text(failure_path.read_text())
+            else:
+                report = json.loads(report_path.read_text())
+                verdict, failed, criteria, composite = (report["verdict"], report["failed"], report["criteria"],
+                                                        report["composite"])
+            _log_run(root, generation, run.returncode == 0, verdict, failed, reason)
+            gate_hash = digest_bytes(report_path.read_bytes()) if report_path.exists() and run.returncode == 0 else "none"
+            message = (f"{generation}-{name}: {verdict}{' (' + ', '.join(failed) + ')' if failed else ''}\n\n"
+                       f"Generation: {generation}\nParent: {parent_gen or 'base'}\nVerdict: {verdict}\n"
+                       f"Gate-Report: {gate_hash}")
+            frozen = {"schema_version": 1, "generation": generation, "branch": branch, "parent": parent_gen,
+                      "verdict": verdict, "failed": failed, "composite": composite, "reason": reason}
+            # From here on the run is complete: a death before the freeze is finished by recovery.
+            op.update(phase="reproduced", completed=run.returncode == 0, message=message, frozen=frozen)
+            faults.point("propose:reproduced")
+        except BaseException:
+            recovery.go_home(root, protected, saved, None)
+            raise
+        commit = finish_propose(root, op)
     return Proposal(generation, branch, commit, parent_gen, verdict, failed, criteria, composite, reason)
+
+
+def finish_propose(root: Path, op) -> str:
+    """Push the run's data, commit, freeze, go home: each step once, also when recovery resumes it.
+
+    Data goes to the DVC remote before the commit exists, so the candidate branch never points
+    at weights the remote lacks; a death in between leaves only unreferenced data there.
+    """
+    from . import faults, recovery
+    from .adapters import dvc
+
+    d = op.data
+    if recovery._ref(root, f"refs/heads/{d['branch']}") == d["base"]:
+        if d["completed"]:
+            pushed = dvc.dvc(["push", "-q"], cwd=root, check=False)
+            if pushed.returncode != 0:
+                recovery.log.warning("dvc push failed; the data stays in the local cache until 'lineage push'")
+        faults.point("propose:pushed")
+        _git(["add", "-A"], root)
+        _git(["commit", "-q", "--allow-empty", "-m", d["message"]], root, env=_env(root))
+        faults.point("propose:committed")
+    commit = _git(["rev-parse", f"refs/heads/{d['branch']}"], root).stdout.strip()
+    tag = f"{FROZEN_TAG}{d['generation']}-{d['name']}"
+    if recovery._ref(root, f"refs/tags/{tag}") is None:
+        frozen = {**d["frozen"], "commit": commit}
+        _git(["tag", "-a", tag, "-m", json.dumps(frozen, sort_keys=True), commit], root, env=_env(root))
+        faults.point("propose:frozen")
+    recovery.go_home(root, d["protected"], d.get("pending") or {}, commit)
+    return commit
+
+
+def proposal_of(root: Path, journal: dict) -> Proposal:
+    """The Proposal a finished candidate stands for, read back from its frozen tag and gate report."""
+    from .adapters import git
+
+    repo = git.open_repo(root)
+    frozen = json.loads(repo[repo.references[f"refs/tags/{FROZEN_TAG}{journal['generation']}-{journal['name']}"]
+                             .target].message)
+    report = git.read_blob(repo, repo[frozen["commit"]], "reports/gate.json") if frozen["verdict"] == "PASS" else None
+    criteria = json.loads(report)["criteria"] if report else []
+    return Proposal(frozen["generation"], frozen["branch"], frozen["commit"], frozen.get("parent"), frozen["verdict"],
+                    frozen.get("failed") or [], criteria, frozen.get("composite"), frozen.get("reason"))
 
 
 def promote(candidate: str, store=".", approved_by: str | None = None, cycle: int | None = None,
             burn_in: bool = True) -> Promotion:
-    """Fast-forward the protected branch to a gated candidate (compare-and-swap), then check out."""
-    from .adapters import dvc, git
+    """Fast-forward the protected branch to a gated candidate (compare-and-swap), then check out.
+
+    The branch, the generation tag and the COMMIT event move in one ref transaction: all or none.
+    """
+    from . import faults, ledger, recovery
+    from .adapters import git
     from .arbiter import check_move
 
     root, repo, protected = _open_clean(store)
@@ -201,47 +254,83 @@ def promote(candidate: str, store=".", approved_by: str | None = None, cycle: in
     if ref is None:
         raise UsageError(f"unknown candidate {candidate}", "List candidates with 'git branch --list candidates/*'.")
     new = str(ref.peel().id)
-    old_commit = git.tip(repo, protected)
-    old = str(old_commit.id)
-    from . import ledger
+    old = str(git.tip(repo, protected).id)
+    done = recovery.finished("promote", new=new)
+    if done is not None:
+        return done  # this very command was killed and recovery has just finished it
+    if new == old:
+        from .arbiter import _generation_of
 
-    try:
-        decision = check_move(repo, old, new, protected)
-    except ArbiterRefusedError as exc:
-        ledger.append(root, "ARBITER_VERIFY", _generation_of_branch(candidate),
-                      {"candidate": candidate, "commit": new, "verdict": "REFUSED", "reason": exc.reason})
-        raise
-    ledger.append(root, "ARBITER_VERIFY", decision.generation,
-                  {"candidate": candidate, "commit": new, "verdict": "PASS", "composite": decision.composite})
-    from .attest import attest
+        return Promotion(_generation_of(repo, repo[new]), "already-promoted", old, new)
+    with recovery.operation(root, "promote", candidate=candidate, protected=protected, old=old, new=new,
+                            approved_by=approved_by, cycle=cycle, burn_in=burn_in) as op:
+        faults.point("promote:journaled")
+        try:
+            decision = check_move(repo, old, new, protected)
+        except ArbiterRefusedError as exc:
+            ledger.append(root, "ARBITER_VERIFY", _generation_of_branch(candidate),
+                          {"candidate": candidate, "commit": new, "verdict": "REFUSED", "reason": exc.reason})
+            raise
+        ledger.append(root, "ARBITER_VERIFY", decision.generation,
+                      {"candidate": candidate, "commit": new, "verdict": "PASS", "composite": decision.composite})
+        faults.point("promote:verified")
+        from .attest import attest
 
-    attest(root, new, "promote", approved_by)  # signed and logged before anything moves
-    # compare-and-swap: git refuses if the tip moved since we read it (a racing promoter).
-    current = _git(["symbolic-ref", "-q", "HEAD"], root, check=False).stdout.strip()
-    moved = _git(["update-ref", "-m", f"lineage promote {decision.generation}", f"refs/heads/{protected}", new, old],
-                 root, check=False)
-    if moved.returncode != 0:
-        raise ArbiterRefusedError(f"refs/heads/{protected}", "the protected branch moved while promoting "
-                                  f"({moved.stderr.strip().splitlines()[-1] if moved.stderr.strip() else 'lock'})",
-                                  "Another promotion won; re-gate the candidate with 'lineage propose'.")
-    ledger.append(root, "COMMIT", decision.generation, {"old": old, "new": new, "ref": protected,
-                                                        "approved_by": approved_by, "cycle": cycle})
-    if current == f"refs/heads/{protected}":
-        _git(["reset", "-q", "--hard", new], root)
+        attest(root, new, "promote", approved_by)  # signed and logged before anything moves
+        updates = [(f"refs/heads/{protected}", new, old)]
+        tag = f"{GENERATION_TAG}{decision.generation}"
+        if repo.references.get(f"refs/tags/{tag}") is None:
+            message = json.dumps({"generation": decision.generation, "commit": new, "previous": old,
+                                  "approved_by": approved_by})
+            updates.append((f"refs/tags/{tag}", recovery.make_tag(root, tag, new, message), None))
+        with recovery.work_tree_lock(root, exclusive=True):
+            try:
+                # compare-and-swap: git refuses if the tip moved since we read it (a racing promoter).
+                recovery.move_refs(root, updates, "COMMIT", decision.generation,
+                                   {"old": old, "new": new, "ref": protected, "approved_by": approved_by,
+                                    "cycle": cycle})
+            except recovery.RefMovedError as exc:
+                raise ArbiterRefusedError(f"refs/heads/{protected}", f"the protected branch moved while promoting "
+                                          f"(now {str(exc.actual)[:12]})",
+                                          "Another promotion won; re-gate the candidate with 'lineage propose'.") from None
+            op.update(durable=True, generation=decision.generation, kind=decision.kind, composite=decision.composite)
+            faults.point("promote:moved")
+            recovery.sync_work_tree(root, protected, old, new)
+        return finish_promote(root, op)
+
+
+def finish_promote(root: Path, op) -> Promotion:
+    """After the move: work tree, weights, burn-in (rolling back on failure); also what recovery resumes."""
+    from . import faults, ledger, recovery
+
+    d = op.data
+    recovery.sync_work_tree(root, d["protected"], d["old"], d["new"])
+    from .adapters import dvc
+
     dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
-    _git(["tag", "-a", f"{GENERATION_TAG}{decision.generation}", "-m",
-          json.dumps({"generation": decision.generation, "commit": new, "previous": old,
-                      "approved_by": approved_by}), new], root, env=_env(root), check=False)
-    if burn_in:
-        from .burnin import run_burn_in
+    faults.point("promote:checked-out")
+    generation = d["generation"]
+    failure = None
+    if d["burn_in"]:
+        fresh = "burn_in_failure" not in d
+        if fresh:
+            from .burnin import run_burn_in
 
-        failure = run_burn_in(root)
-        ledger.append(root, "BURN_IN", decision.generation, {"passed": failure is None, "reason": failure,
-                                                             "cycle": cycle})
+            op.update(burn_in_failure=run_burn_in(root), burn_in_logged=False)
+        failure = d["burn_in_failure"]
+        if not d["burn_in_logged"]:
+            # resumed after a death between the append and the mark: the event may be there already
+            if fresh or not any(e.event == "BURN_IN" and e.generation == generation and e.timestamp >= d["started"]
+                                for e in ledger.read(root)):
+                ledger.append(root, "BURN_IN", generation, {"passed": failure is None, "reason": failure,
+                                                            "cycle": d["cycle"]})
+            op.update(burn_in_logged=True)
+        faults.point("promote:burned-in")
         if failure:
-            rollback(f"burn-in failed: {failure}", None, root, cycle=cycle)
-            return Promotion(decision.generation, "rolled-back", old, new, decision.composite)
-    return Promotion(decision.generation, decision.kind, old, new, decision.composite)
+            if recovery._ref(root, f"refs/heads/{d['protected']}") == d["new"]:
+                rollback(f"burn-in failed: {failure}", None, root, cycle=d["cycle"])
+            return Promotion(generation, "rolled-back", d["old"], d["new"], d["composite"])
+    return Promotion(generation, d["kind"], d["old"], d["new"], d["composite"])
 
 
 def frozen_candidates(store=".") -> list[dict]:
@@ -296,6 +385,11 @@ def rollback(reason: str, to: str | None = None, store=".", cycle: int | None = 
     if not reason or not reason.strip():
         raise UsageError("a rollback needs a reason", "Pass --reason TEXT.")
     root, repo, protected = _open_clean(store)
+    from . import recovery
+
+    done = recovery.finished("rollback", reason=reason, to=to)
+    if done is not None:
+        return done  # this very command was killed and recovery has just finished it
     tip = git.tip(repo, protected)
     current = _generation_of(repo, tip) if tip else None
     promoted = []  # (generation, commit) along the first-parent history, newest first
@@ -324,24 +418,50 @@ def rollback(reason: str, to: str | None = None, store=".", cycle: int | None = 
     md5 = (dvc.lock_outs(git.read_blob(repo, target, "dvc.lock")).get("train", {}).get("models/child") or {}).get("md5")
     cache = dvc.cache_dir(root)
     if not md5 or not dvc.cache_path(cache, md5).exists():
-        dvc.dvc(["fetch", "-q"], cwd=root, check=False)
+        from .pipeline.parent import _fetch_rev
+
+        try:  # the target's weights, not the work tree's
+            _fetch_rev(root, str(target.id))
+        except Exception:  # noqa: BLE001 - any fetch failure ends in the one error below
+            pass
         if not md5 or not dvc.cache_path(cache, md5).exists():
             raise IntegrityError(f"{to} weights", "not in the local cache nor the DVC remote; cannot restore")
     if _git(["symbolic-ref", "-q", "HEAD"], root, check=False).stdout.strip() != f"refs/heads/{protected}":
         _git(["checkout", "-q", protected], root)
-    _git(["rm", "-q", "-r", "--ignore-unmatch", "--", *RESTORED], root)
-    _git(["checkout", str(target.id), "--", *[p for p in RESTORED if git.read_blob(repo, target, p) is not None
-                                                or p == "reports"]], root)
-    message = (f"rollback: {current} -> {to}\n\n{reason.strip()}\n\n"
-               f"Rollback-From: {current}\nRollback-To: {to}\nReason: {' '.join(reason.split())}")
-    from .attest import commit_attested
+    from . import faults
 
-    commit = commit_attested(root, message, "rollback", _env(root))  # built, signed and logged, then moved
-    from . import ledger
+    old = str(tip.id)
+    with recovery.operation(root, "rollback", protected=protected, old=old, to=to, frm=current, reason=reason,
+                            cycle=cycle) as op:
+        faults.point("rollback:journaled")
+        # The restoring commit is built from trees, not the index: nothing moves until the transaction.
+        builder = repo.TreeBuilder(tip.tree)
+        for name in RESTORED:
+            if name in target.tree:
+                builder.insert(name, target.tree[name].id, target.tree[name].filemode)
+            elif name in tip.tree:
+                builder.remove(name)
+        message = (f"rollback: {current} -> {to}\n\n{reason.strip()}\n\n"
+                   f"Rollback-From: {current}\nRollback-To: {to}\nReason: {' '.join(reason.split())}")
+        commit = _git(["commit-tree", str(builder.write()), "-p", old, "-m", message], root,
+                      env=_env(root)).stdout.strip()
+        op.update(new=commit)
+        faults.point("rollback:built")
+        from .attest import attest
 
-    ledger.append(root, "ROLLBACK", to, {"from": current, "to": to, "reason": reason, "commit": commit,
-                                         "cycle": cycle})
-    dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
+        attest(root, commit, "rollback")  # signed and logged before anything moves
+        with recovery.work_tree_lock(root, exclusive=True):
+            try:
+                recovery.move_refs(root, [(f"refs/heads/{protected}", commit, old)], "ROLLBACK", to,
+                                   {"from": current, "to": to, "reason": reason, "commit": commit, "cycle": cycle})
+            except recovery.RefMovedError as exc:
+                raise ArbiterRefusedError(f"refs/heads/{protected}", f"the protected branch moved while rolling back "
+                                          f"(now {str(exc.actual)[:12]})", "Run the rollback again.") from None
+            op.update(durable=True)
+            faults.point("rollback:moved")
+            recovery.sync_work_tree(root, protected, old, commit)
+        dvc.dvc(["checkout", "-q", "--force"], cwd=root, check=False)
+        faults.point("rollback:checked-out")
     return Rollback(to, current, commit, reason)
 
 
