@@ -81,13 +81,14 @@ def append(root: str | Path, event: str, generation: str | None, data: dict | No
         proc = git(["update-ref", LOG_REF, commit, old or "0" * 40], cwd=root, check=False)
         if proc.returncode == 0:
             return commit
-        time.sleep(0.01 + random.random() * 0.05)  # jitter: ten writers at once must not retry in step
-    if "File exists" in proc.stderr:  # not a racing writer: a lock file that stays
-        from .recovery import describe_locks
+        if "File exists" in proc.stderr:
+            from .recovery import lasting_lock
 
-        raise StoreError(f"could not append {event} to {LOG_REF}: "
-                         + ("; ".join(describe_locks(root)) or proc.stderr.strip().splitlines()[-1]),
-                         "Run 'lineage repair' to clear a stale lock, then run again.")
+            lasting = lasting_lock(root, proc.stderr)
+            if lasting:  # not another writer's moment: a lock file that stays
+                raise StoreError(f"could not append {event} to {LOG_REF}: {lasting}",
+                                 "Run 'lineage repair' to clear a stale lock, then run again.")
+        time.sleep(0.01 + random.random() * 0.05)  # jitter: ten writers at once must not retry in step
     raise StoreError(f"could not append {event} to {LOG_REF}: it kept moving", "Run again.")
 
 

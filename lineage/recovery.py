@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 import uuid
 from contextlib import contextmanager
@@ -248,6 +249,9 @@ def move_refs(root: Path, updates: list[tuple[str, str, str | None]], event: str
         for name, _new, old in updates:
             if _ref(root, name) != old:
                 raise RefMovedError(name, old, _ref(root, name), proc.stderr)
+        lasting = lasting_lock(root, proc.stderr)
+        if lasting:
+            raise StoreError(f"cannot move {updates[0][0]}: {lasting}", "Run 'lineage repair', then run again.")
         if "File exists" in proc.stderr and attempt < retries - 1:
             time.sleep(0.01 + random.random() * 0.05)  # another writer holds a ref lock for a moment
             continue
@@ -453,6 +457,24 @@ def _processes_in(root: Path, git_dir: Path) -> list | None:
         if inside:
             found.append(f"{name or '?'} (pid {entry.name})")
     return found
+
+
+def lasting_lock(root: str | Path, stderr: str) -> str | None:
+    """The lock git could not take, described, when it has stood too long to be another writer's moment."""
+    match = re.search(r"Unable to create '([^']+\.lock)': File exists", stderr)
+    if not match:
+        return None
+    try:
+        age = time.time() - Path(match.group(1)).stat().st_mtime
+    except FileNotFoundError:
+        return None  # gone already: it was a racing writer
+    if age < STALE_AFTER_S:
+        return None
+    try:
+        rel = str(Path(match.group(1)).resolve().relative_to(_git_dir(Path(root)).resolve().parent))
+    except ValueError:
+        rel = match.group(1)
+    return next((lock.describe() for lock in ref_locks(root) if lock.path == rel), f"{rel} is in the way")
 
 
 def describe_locks(root: str | Path) -> list[str]:
