@@ -103,6 +103,8 @@ def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -
         if not any(fnmatch.fnmatch(path, pattern) for pattern in GENERATION_PATHS):
             raise ArbiterRefusedError(ref, f"the candidate changes {path}, which a generation may not touch",
                                       "Changes to code, stages or hooks need a person's approved change, not a promotion.")
+        if fnmatch.fnmatch(path, DELTA_DVC):
+            _check_delta_dvc_file(repo, new, path, ref)
     if "params.yaml" in changed:
         new_params, old_params = _blob(repo, new, "params.yaml"), _blob(repo, old, "params.yaml")
         if (yaml.safe_load(new_params or b"") or {}).get("policy") != (yaml.safe_load(old_params or b"") or {}).get("policy"):
@@ -162,6 +164,41 @@ def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -
         raise ArbiterRefusedError(ref, f"{generation} fails the gate under {protected}'s policy: "
                                        f"{', '.join(verdict.failed)}", "Train a better candidate.")
     return Decision("promotion", generation, "PASS", verdict.composite)
+
+
+DELTA_DVC = "data/deltas/*.dvc"
+
+
+def _check_delta_dvc_file(repo, commit, path: str, ref: str) -> None:
+    """A delta's .dvc file may only track the data file beside it, as `lineage data add` writes it.
+
+    `dvc checkout` (run by promote and pull) writes an out wherever its path points: a path with
+    '..' or a 'wdir' would let a generation overwrite stage scripts or dvc.yaml with bytes it put in
+    the DVC remote, code no person approved.
+    """
+    import posixpath
+
+    import pygit2
+
+    try:
+        entry = commit.tree[path]
+    except KeyError:
+        return  # deleted
+    expected = posixpath.basename(path)[:-len(".dvc")]
+    hint = "Register data with 'lineage data add FILE'; it writes the .dvc file."
+    if entry.filemode != pygit2.enums.FileMode.BLOB:
+        raise ArbiterRefusedError(ref, f"{path} is not a regular file; a delta's .dvc file may only track {expected}", hint)
+    try:
+        data = yaml.safe_load(repo[entry.id].data)
+    except yaml.YAMLError:
+        data = None
+    outs = data.get("outs") if isinstance(data, dict) else None
+    paths = [o.get("path") if isinstance(o, dict) else o for o in outs] if isinstance(outs, list) else []
+    if not paths or set(data) != {"outs"} or any(p != expected for p in paths):
+        shown = ", ".join(repr(p) for p in paths) or "nothing readable"
+        extra = f" (with {', '.join(sorted(set(data) - {'outs'}))})" if isinstance(data, dict) and set(data) - {"outs"} else ""
+        raise ArbiterRefusedError(ref, f"{path} tracks {shown}{extra}; a delta's .dvc file may only track "
+                                       f"{expected}, the file beside it", hint)
 
 
 def check_signed_move(repo, old_id: str | None, new_id: str, protected: str = "main", logs=()) -> Decision:

@@ -43,16 +43,23 @@ def promoted_history(repo, protected: str) -> list[tuple[str, object, str]]:
 
 
 def generation_commit(repo, generation: str):
-    """The commit of a generation: its promotion tag, else its (first) frozen candidate tag."""
+    """The commit of a generation: the one the protected branch promoted, else its (first) frozen candidate.
+
+    Never the lineage/gen tag alone: a new tag can point anywhere (a hub accepts new tags from whoever
+    may push), so the protected branch's own first-parent history decides what was promoted.
+    """
     import pygit2
 
-    ref = repo.references.get(f"refs/tags/{GENERATION_TAG}{generation}")
-    if ref is None:
-        names = sorted(n for n in repo.references if n.startswith(f"refs/tags/{FROZEN_TAG}{generation}-"))
-        if not names:
-            raise UsageError(f"unknown generation {generation}", "See 'lineage log' for generations.")
-        ref = repo.references[names[0]]
-    return repo[ref.target].peel(pygit2.Commit)
+    from .adapters.git import protected_branch, trailers
+
+    for gen, commit, kind in reversed(promoted_history(repo, protected_branch(repo))):
+        if gen == generation and kind == "promotion":
+            return commit
+    names = sorted(n for n in repo.references if n.startswith(f"refs/tags/{FROZEN_TAG}{generation}-"))
+    frozen = [repo[repo.references[name].target].peel(pygit2.Commit) for name in names]
+    if not frozen:
+        raise UsageError(f"unknown generation {generation}", "See 'lineage log' for generations.")
+    return next((c for c in frozen if trailers(c.message).get("Generation") == generation), frozen[0])
 
 
 def _json_at(repo, commit, path: str) -> dict | None:
@@ -134,6 +141,18 @@ def _child_md5(repo, commit) -> str:
     return out["md5"]
 
 
+def _fetch(root, commit, what: str) -> None:
+    """Fetch a generation's weights from the DVC remote; a failure is an IntegrityError naming it."""
+    from dvc.exceptions import DvcException
+
+    from .pipeline.parent import _fetch_rev
+
+    try:
+        _fetch_rev(root, str(commit.id))
+    except DvcException as exc:
+        raise IntegrityError(what, f"its weights could not be fetched from the DVC remote ({exc})") from None
+
+
 def checkout(generation: str, store=".", dest: str | None = None) -> Path:
     """Materialise a generation's weights read-only (fetched from the remote if needed), checked."""
     from .adapters import dvc
@@ -148,9 +167,7 @@ def checkout(generation: str, store=".", dest: str | None = None) -> Path:
     md5 = _child_md5(repo, commit)
     cache = dvc.cache_dir(root)
     if not dvc.cache_path(cache, md5).exists():
-        from .pipeline.parent import _fetch_rev
-
-        _fetch_rev(root, str(commit.id))
+        _fetch(root, commit, generation)
     target = Path(dest) if dest else root / "models" / "generations" / generation
     dvc.materialise(cache, md5, target)
     from .adapters.git import read_blob
@@ -243,6 +260,60 @@ def _sha256_files(paths: list[Path]) -> dict[Path, str]:
         return dict(zip(paths, pool.map(_sha256_file, paths)))
 
 
+def _served(root: Path, repo, protected: str, wanted: dict, problems: list) -> None:
+    """Add the served weights (models/child) to what verify hashes, when the work tree claims to serve the tip.
+
+    DVC links models/child from the cache, but a file there can be replaced by another (same size,
+    valid safetensors) while the cache stays intact. Checked only when HEAD is the protected branch
+    and the work tree's dvc.lock is the tip's: after a plain `dvc repro` models/child is a new candidate.
+    """
+    import os
+
+    from .adapters import git
+    from .arbiter import _generation_of
+    from .pipeline.parent import parse_hashes_csv
+
+    head = git.tip(repo, protected)
+    child = root / "models" / "child"
+    lock = root / "dvc.lock"
+    if head is None or not child.is_dir() or not lock.is_file() or repo.head_is_unborn or repo.head_is_detached \
+            or repo.head.name != f"refs/heads/{protected}" or lock.read_bytes() != (git.read_blob(repo, head, "dvc.lock") or b""):
+        return
+    recorded = git.read_blob(repo, head, "reports/train/hashes.csv")
+    if recorded is None:
+        return
+    where = f"served {_generation_of(repo, head) or 'generation'} (models/child)"
+    cached = {}  # (device, inode) of each cache file verify hashes anyway -> the sha256 it must have
+    for path, entries in wanted.items():
+        st = os.stat(path)
+        cached.setdefault((st.st_dev, st.st_ino), set()).update(sha for _, _, sha in entries)
+    for row in parse_hashes_csv(recorded.decode()):
+        path = child / row["path"]
+        if not path.is_file():
+            problems.append(f"{where}: models/child/{row['path']} is missing")
+            continue
+        st = os.stat(path)
+        if row["sha256"] in cached.get((st.st_dev, st.st_ino), ()):
+            continue  # a link to a cache file hashed against this same record
+        wanted.setdefault(path, []).append((where, f"models/child/{row['path']}", row["sha256"]))
+
+
+def _generation_tag_problems(repo, protected: str) -> list[str]:
+    """Every lineage/gen tag must point at the commit the protected branch promoted under that name."""
+    import pygit2
+
+    promoted = {gen: str(commit.id) for gen, commit, kind in promoted_history(repo, protected) if kind == "promotion"}
+    prefix = f"refs/tags/{GENERATION_TAG}"
+    problems = []
+    for name in sorted(n for n in repo.references if n.startswith(prefix)):
+        generation, target = name[len(prefix):], str(repo[repo.references[name].target].peel(pygit2.Commit).id)
+        if promoted.get(generation) != target:
+            where = f"{protected} promoted it as {promoted[generation][:12]}" if generation in promoted \
+                else f"{protected} never promoted {generation}"
+            problems.append(f"tag {GENERATION_TAG}{generation} points at {target[:12]}, but {where}")
+    return problems
+
+
 def verify(store=".") -> VerifyReport:
     """Re-hash every promoted generation, check its evidence and the log's chain."""
     from . import ledger
@@ -265,9 +336,7 @@ def verify(store=".") -> VerifyReport:
             expected = {r["path"]: r["sha256"] for r in parse_hashes_csv(
                 (git.read_blob(repo, commit, "reports/train/hashes.csv") or b"").decode())}
             if not dvc.cache_path(cache, md5).exists():
-                from .pipeline.parent import _fetch_rev
-
-                _fetch_rev(root, str(commit.id))
+                _fetch(root, commit, generation)
             listing = {e["relpath"]: e["md5"] for e in dvc.dir_listing(cache, md5)}
             for rel, sha in expected.items():
                 if rel not in listing:
@@ -285,12 +354,14 @@ def verify(store=".") -> VerifyReport:
             checked.append(where)
         except IntegrityError as exc:
             problems.append(f"{where}: {exc}")
+    _served(root, repo, protected, wanted, problems)
     # Each distinct cache file is hashed once (generations share files; a rollback shares all of
     # them), largest first, on as many threads as cores: hashlib releases the GIL on big reads.
     for path, digest in _sha256_files(sorted(wanted, key=lambda p: -p.stat().st_size)).items():
         for where, rel, sha in wanted[path]:
             if digest != sha:
                 problems.append(f"{where}: {rel} sha256 {digest[:12]}… != recorded {sha[:12]}…")
+    problems += _generation_tag_problems(repo, protected)
     try:
         events = ledger.read(root)
         checked.append(f"{ledger.LOG_REF}: {len(events)} events, linear chain")

@@ -92,7 +92,17 @@ def dir_listing(cache: Path, md5_dir: str) -> list[dict]:
     path = cache_path(cache, md5_dir)
     if not path.is_file():
         raise IntegrityError(f"DVC cache object {md5_dir}", "missing from the local cache")
-    return json.loads(path.read_text())
+    entries = json.loads(path.read_text())
+    # The listing comes from the cache or the DVC remote, which git does not check: a relpath that
+    # leaves the directory would make materialise() write anywhere (a stage script, a hook).
+    for entry in entries if isinstance(entries, list) else [None]:
+        rel = entry.get("relpath") if isinstance(entry, dict) else None
+        parts = rel.replace("\\", "/").split("/") if isinstance(rel, str) else []
+        if not parts or rel.startswith(("/", "\\")) or "\x00" in rel or ".." in parts or "" in parts \
+                or not isinstance(entry.get("md5"), str):
+            raise IntegrityError(f"DVC cache object {md5_dir}", f"lists {rel!r}, a path outside its directory "
+                                                                "or no path at all (a tampered cache or remote)")
+    return entries
 
 
 def materialise(cache: Path, md5_dir: str, dest: Path, read_only: bool = True) -> list[str]:
