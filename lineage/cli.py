@@ -353,9 +353,11 @@ def repair(ctx) -> None:
 
     r = recovery.repair(".")
     text = [f"in the way: {b}" for b in r.blocking]  # what was recovered is already on stderr, one line each
+    text += [f"not recorded: {u}" for u in r.unrecorded]
     text.append(f"repair: {len(r.recovered)} interrupted command(s) or stale lock(s) dealt with; "
                 + ("the store is consistent" if r.ok else f"{len(r.blocking)} lock(s) still held"))
-    out(ctx).result({"recovered": r.recovered, "blocking": r.blocking, "ok": r.ok}, "\n".join(text))
+    out(ctx).result({"recovered": r.recovered, "blocking": r.blocking, "unrecorded": r.unrecorded, "ok": r.ok},
+                    "\n".join(text))
     if not r.ok:
         ctx.exit(3)
 

@@ -259,9 +259,7 @@ def promote(candidate: str, store=".", approved_by: str | None = None, cycle: in
     if done is not None:
         return done  # this very command was killed and recovery has just finished it
     if new == old:
-        from .arbiter import _generation_of
-
-        return Promotion(_generation_of(repo, repo[new]), "already-promoted", old, new)
+        return _record_plain_git_promotion(root, repo, protected, candidate, new, approved_by, cycle, burn_in)
     with recovery.operation(root, "promote", candidate=candidate, protected=protected, old=old, new=new,
                             approved_by=approved_by, cycle=cycle, burn_in=burn_in) as op:
         faults.point("promote:journaled")
@@ -296,6 +294,36 @@ def promote(candidate: str, store=".", approved_by: str | None = None, cycle: in
             op.update(durable=True, generation=decision.generation, kind=decision.kind, composite=decision.composite)
             faults.point("promote:moved")
             recovery.sync_work_tree(root, protected, old, new)
+        return finish_promote(root, op)
+
+
+def _record_plain_git_promotion(root: Path, repo, protected: str, candidate: str, new: str, approved_by, cycle,
+                                burn_in: bool) -> Promotion:
+    """The protected branch already holds the candidate: record what a plain git merge skipped.
+
+    `git merge --ff-only` passes the hook's arbiter but writes no generation tag, no COMMIT event,
+    no weights and no burn-in. Promoting the same candidate again adds them (once), after the
+    arbiter has judged the move once more. lineage writes the tag and the event in one
+    transaction, and tags travel with every clone, so a tagged generation is recorded already.
+    """
+    from . import recovery
+    from .arbiter import _generation_of, check_move
+
+    commit = repo[new]
+    parent = str(commit.parents[0].id) if commit.parents else None
+    tag = f"refs/tags/{GENERATION_TAG}{_generation_of(repo, commit)}"
+    if repo.references.get(tag) is not None:
+        return Promotion(_generation_of(repo, commit), "already-promoted", parent, new)
+    decision = check_move(repo, parent, new, protected)
+    generation = decision.generation
+    with recovery.operation(root, "promote", candidate=candidate, protected=protected, old=parent, new=new,
+                            approved_by=approved_by, cycle=cycle, burn_in=burn_in) as op:
+        updates = [(tag, recovery.make_tag(root, tag[len("refs/tags/"):], new, json.dumps(
+            {"generation": generation, "commit": new, "previous": parent, "approved_by": approved_by})), None)]
+        recovery.move_refs(root, updates, "COMMIT", generation, {"old": parent, "new": new, "ref": protected,
+                                                                 "approved_by": approved_by, "cycle": cycle,
+                                                                 "recorded_after": "a plain git move"})
+        op.update(durable=True, generation=generation, kind=decision.kind, composite=decision.composite)
         return finish_promote(root, op)
 
 

@@ -139,8 +139,11 @@ def _dead_journals(root: Path):
             data = json.loads(journal.read_text())
         except FileNotFoundError:
             # finished a moment ago, or died before writing it (then the lock is only litter)
-            if time.time() - lock.stat().st_mtime > 60:
-                lock.unlink(missing_ok=True)
+            try:
+                if time.time() - lock.stat().st_mtime > 60:
+                    lock.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
             handle.close()
             continue
         except ValueError:
@@ -182,10 +185,12 @@ def finished(kind: str, **match) -> object | None:
 
     Re-running a killed command is how a user asks for it to complete: the re-run returns what
     the original would have returned instead of doing it a second time (a second rollback, say).
-    A value of None in match matches anything.
+    A value of None in match matches anything. A result is handed out once.
     """
-    for data, result in reversed(_finished):
+    for i in range(len(_finished) - 1, -1, -1):
+        data, result = _finished[i]
         if data["op"] == kind and all(v is None or data.get(k) == v for k, v in match.items()):
+            del _finished[i]
             return result
     return None
 
@@ -324,6 +329,19 @@ def go_home(root: Path, protected: str, pending: dict, commit: str | None) -> No
     _dvc_checkout(root)
 
 
+def _keep_pending(root: Path, pending: dict) -> None:
+    """Stage registered data again that is neither on the checked-out branch nor staged any more."""
+    for path, text in pending.items():
+        committed = _git(["show", f"HEAD:{path}"], root, check=False)
+        if committed.returncode == 0 and committed.stdout == text:
+            continue
+        target = root / path
+        if not target.exists() or target.read_text() != text:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        _git(["add", "--", path], root)
+
+
 def _recover_propose(root: Path, op: Operation):
     from . import ledger
     from .promotion import FROZEN_TAG, _env, finish_propose, proposal_of
@@ -336,7 +354,10 @@ def _recover_propose(root: Path, op: Operation):
         return "", None
     if _ref(root, tag) is not None:  # frozen already: only the way home was left
         if not _on_branch(root, d["branch"]):
-            return "", proposal_of(root, d)
+            _keep_pending(root, d.get("pending") or {})  # whoever went home (evolve) may have dropped it
+            _dvc_checkout(root)  # and may have left the candidate's weights in the work tree
+            return f"propose {candidate}: frozen before the interruption; registered data kept pending", \
+                proposal_of(root, d)
         go_home(root, d["protected"], d.get("pending") or {}, branch_tip)
         return f"propose {candidate}: frozen before the interruption; back on {d['protected']}", proposal_of(root, d)
     if d.get("phase") == "reproduced" and (branch_tip != d["base"] or _on_branch(root, d["branch"])):
@@ -498,14 +519,37 @@ def clear_stale_locks(root: str | Path) -> list[str]:
 
 @dataclass(frozen=True)
 class Repair:
-    """What `lineage repair` did and what is still in the way."""
+    """What `lineage repair` did, what is still in the way, and moves lineage did not record."""
 
     recovered: list
     blocking: list
+    unrecorded: list
 
     @property
     def ok(self) -> bool:
         return not self.blocking
+
+
+def unrecorded_promotions(root: Path) -> list[str]:
+    """Promotions on the protected branch without their generation tag: plain git moves.
+
+    lineage writes a promotion's tag and COMMIT event in one transaction, and tags travel with
+    clones and pulls (the log does not always), so a missing tag is what marks a plain git move.
+    """
+    from .adapters.git import open_repo, protected_branch
+    from .promotion import GENERATION_TAG
+    from .record import promoted_history
+
+    repo = open_repo(root)
+    protected = protected_branch(repo)
+    out = []
+    for generation, commit, kind in promoted_history(repo, protected):
+        if kind == "promotion" and repo.references.get(f"refs/tags/{GENERATION_TAG}{generation}") is None:
+            branch = next((n[len("refs/heads/"):] for n in repo.references if n.startswith("refs/heads/candidates/")
+                           and repo.references[n].target == commit.id), str(commit.id)[:12])
+            out.append(f"{protected} reached {generation} ({str(commit.id)[:12]}) by plain git, with no generation "
+                       f"tag and no COMMIT event; 'lineage promote {branch}' records them and runs the burn-in")
+    return out
 
 
 def repair(store=".") -> Repair:
@@ -514,4 +558,4 @@ def repair(store=".") -> Repair:
 
     root = find_store(store)
     notes = recover(root)
-    return Repair(notes, describe_locks(root))
+    return Repair(notes, describe_locks(root), unrecorded_promotions(root))

@@ -290,6 +290,19 @@ def test_propose_killed_after_its_run_is_finished_by_the_rerun_without_training_
     assert lineage(store, "promote", "candidates/G002-c", check=False).returncode == 0
 
 
+@pytest.mark.slow
+def test_data_registered_before_an_interrupted_candidate_stays_pending_whoever_went_home(killed_after_run, tmp_path):
+    store = clone_store(killed_after_run, tmp_path / "luna")
+    assert lineage(store, "propose", "--name", "c", check=False, fault="propose:frozen").returncode == KILLED
+    sh(["git", "checkout", "-q", "-f", "main"], store)  # as evolve's own resume does: staged data is dropped
+    sh(["git", "clean", "-fdq", "--", "reports", "data"], store)
+    assert sh(["git", "diff", "--cached", "--name-only"], store).stdout == ""
+    lineage(store, "repair")
+    assert sorted(sh(["git", "diff", "--cached", "--name-only"], store).stdout.split()) == \
+        ["data/deltas/.gitignore", "data/deltas/d001-era1.jsonl.dvc"]
+    assert_settled(store)
+
+
 # --- push to the hub --------------------------------------------------------------------------
 
 PUSH = ["push:data-pushed", "push:refs-pushed"]
@@ -385,6 +398,32 @@ def test_a_lock_a_live_git_process_may_hold_is_never_removed(base, tmp_path):
         holder.communicate(b"")
     proc = lineage(store, "repair")
     assert "removed stale lock .git/refs/lineage/log.lock" in proc.stderr and not lock.exists()
+
+
+@pytest.mark.slow
+def test_a_plain_git_merge_is_reported_by_repair_and_promoting_it_again_records_it_once(base, tmp_path):
+    store = clone_store(base, tmp_path / "luna")
+    new = rev(store, "candidates/G001-b")
+    sh(["git", "merge", "-q", "--ff-only", "candidates/G001-b"], store)  # the hook's arbiter allows it
+    assert rev(store, "main") == new and rev(store, "lineage/gen/G001") is None
+
+    report = lineage(store, "repair").stdout
+    assert (f"not recorded: main reached G001 ({new[:12]}) by plain git, with no generation tag and no COMMIT "
+            "event; 'lineage promote candidates/G001-b' records them and runs the burn-in") in report
+
+    before = len(events(store))
+    lineage(store, "promote", "candidates/G001-b")
+    assert rev(store, "main") == new and rev(store, "lineage/gen/G001") == new
+    recorded = [e for e in events(store)[before:] if e["event"] in ("COMMIT", "BURN_IN")]
+    assert [e["event"] for e in recorded] == ["COMMIT", "BURN_IN"]
+    assert recorded[0]["data"]["recorded_after"] == "a plain git move"
+    served_weights_are(store, "G001")
+    assert "not recorded" not in lineage(store, "repair").stdout
+    recorded_count = len(events(store))
+    again = lineage(store, "promote", "candidates/G001-b").stdout
+    assert "already what the protected branch serves (G001); nothing to do" in again
+    assert len(events(store)) == recorded_count  # the re-run appends nothing
+    assert_settled(store)
 
 
 # --- concurrency and durability -------------------------------------------------------------------
