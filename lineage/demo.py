@@ -46,6 +46,11 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     print(f"demo store: {store}")
     try:
+        say("A signing key for this demo (kept outside the store): every move of main will carry an "
+            "SSH-signed attestation, and init lists the key in allowed_signers.")
+        os.environ["LINEAGE_SIGNING_KEY"] = str(base / "keys" / "signing_key")
+        run(LINEAGE + ["keys", "init", "--path", os.environ["LINEAGE_SIGNING_KEY"]], base)
+
         say("Make a store: git + DVC + the pipeline + the first delta of the bundled corpus (era 0).")
         run(LINEAGE + ["init", str(store)], base)
 
@@ -85,8 +90,9 @@ def main(argv: list[str]) -> int:
         run(LINEAGE + ["push"], store)
         run(["git", "push", "--force", "hub", "candidates/G002-z:refs/heads/main"], store, expect_fail=True)
 
-        say("Verify: re-hash every promoted generation's weights against our own sha256 record.")
-        run(LINEAGE + ["verify"], store)
+        say("Verify: re-hash every promoted generation's weights against our own sha256 record, and check "
+            "every signed link of main's history against allowed_signers.")
+        run(LINEAGE + ["verify", "--signatures"], store)
 
         say("The fossil record: every attempt, pass or fail, and git's own view of main.")
         run(LINEAGE + ["log"], store)

@@ -205,6 +205,9 @@ def evolve(store=".", cycle: int | None = None, k: int | None = None, seeds: lis
     if cycle is not None and cycle % settings["evolve"]["evo_period_cycles"]:
         return WindowResult("closed", f"cycle {cycle} is not a window (every {settings['evolve']['evo_period_cycles']})")
     with window_lock(root):
+        from . import recovery
+
+        recovery.recover(root)  # a killed propose is finished (or undone) before the window looks at it
         state = _read_state(root)
         repo = git.open_repo(root)
         protected = git.protected_branch(repo)

@@ -64,10 +64,52 @@ def init(path: str | Path, protected_branch: str = "main", store: str | Path | N
     return HubInit(str(hub), protected_branch, remote)
 
 
-def check_update(repo, old: str, new: str, ref: str, protected: str, logs=()) -> None:
+def _first_parent_ids(repo, tip: str | None, _memo: dict = {}) -> set[str]:  # noqa: B006 (per-process memo)
+    import pygit2
+
+    if not tip or tip == ZERO:
+        return set()
+    key = (repo.path, tip)
+    if key not in _memo:
+        ids, commit = set(), repo[tip].peel(pygit2.Commit)
+        while True:
+            ids.add(str(commit.id))
+            if not commit.parents:
+                break
+            commit = commit.parents[0]
+        _memo[key] = ids
+    return _memo[key]
+
+
+def _check_new_tag(repo, new: str, ref: str, protected: str, main_tip: str | None) -> None:
+    """A new record tag must say what its commit is: a generation main served, or a frozen candidate."""
+    import pygit2
+
+    from .adapters.git import trailers
+
+    name = ref[len("refs/tags/lineage/"):]
+    kind, _, label = name.partition("/")
+    obj = repo[new]
+    if kind not in ("gen", "frozen") or not label:
+        raise ArbiterRefusedError(ref, "only lineage/gen/GNNN and lineage/frozen/GNNN-x tags belong under lineage/")
+    if obj.type != pygit2.enums.ObjectType.TAG:
+        raise ArbiterRefusedError(ref, "record tags are annotated tags, as lineage writes them")
+    commit = obj.peel(pygit2.Commit)
+    generation = trailers(commit.message).get("Generation")
+    expected = label if kind == "gen" else label.rpartition("-")[0]
+    if generation != expected:
+        raise ArbiterRefusedError(ref, f"the tagged commit {str(commit.id)[:12]} is not {expected} "
+                                       f"(its Generation: trailer says {generation or 'nothing'})")
+    if kind == "gen" and str(commit.id) not in _first_parent_ids(repo, main_tip):
+        raise ArbiterRefusedError(ref, f"{label} was never served: its commit is not on {protected}'s history",
+                                  f"Push {protected} with the promotion in the same push (lineage push).")
+
+
+def check_update(repo, old: str, new: str, ref: str, protected: str, logs=(), main_tip: str | None = None) -> None:
     """Refuse (ArbiterRefusedError) any ref update the hub must not accept.
 
     logs: the evolution-log tip this push brings, where the attestations of its moves are.
+    main_tip: the protected branch as it will be after this push (for new generation tags).
     """
     import pygit2
 
@@ -96,6 +138,8 @@ def check_update(repo, old: str, new: str, ref: str, protected: str, logs=()) ->
             raise ArbiterRefusedError(ref, "frozen tags are never deleted")
         if old != ZERO and old != new:
             raise ArbiterRefusedError(ref, "frozen tags are never moved")
+        if old == ZERO:
+            _check_new_tag(repo, new, ref, protected, main_tip)
         return
     if ref == "refs/lineage/log":
         if new == ZERO:
@@ -122,9 +166,13 @@ def receive(lines: list[str], git_dir: str) -> int:
     failed = 0
     updates = [line.split() for line in lines if line.strip()]
     logs = [new for _old, new, ref in updates if ref == "refs/lineage/log" and new != ZERO]
+    main_tip = next((new for _old, new, ref in updates if ref == f"refs/heads/{protected}"), None)
+    if main_tip is None:
+        current = repo.references.get(f"refs/heads/{protected}")
+        main_tip = str(current.target) if current is not None else None
     for old, new, ref in updates:
         try:
-            check_update(repo, old, new, ref, protected, logs)
+            check_update(repo, old, new, ref, protected, logs, main_tip)
         except LineageError as exc:
             failed += 1
             print(f"lineage hub: {exc}", file=sys.stderr)

@@ -263,8 +263,19 @@ def promote(candidate: str, store=".", approved_by: str | None = None, cycle: in
     with recovery.operation(root, "promote", candidate=candidate, protected=protected, old=old, new=new,
                             approved_by=approved_by, cycle=cycle, burn_in=burn_in) as op:
         faults.point("promote:journaled")
+        import pygit2
+
+        planted = None
         try:
             decision = check_move(repo, old, new, protected)
+            tag = f"{GENERATION_TAG}{decision.generation}"
+            planted = repo.references.get(f"refs/tags/{tag}")
+            if planted is not None and str(planted.peel(pygit2.Commit).id) != new:
+                raise ArbiterRefusedError(
+                    f"refs/tags/{tag}", f"already points at {str(planted.peel(pygit2.Commit).id)[:12]}, not at the "
+                    f"candidate {new[:12]}: a generation tag made outside 'lineage promote'",
+                    f"Inspect it (git show {tag}); delete it locally (git tag -d {tag}) if the hub does not hold "
+                    "it, then promote again.")
         except ArbiterRefusedError as exc:
             ledger.append(root, "ARBITER_VERIFY", _generation_of_branch(candidate),
                           {"candidate": candidate, "commit": new, "verdict": "REFUSED", "reason": exc.reason})
@@ -276,8 +287,7 @@ def promote(candidate: str, store=".", approved_by: str | None = None, cycle: in
 
         attest(root, new, "promote", approved_by)  # signed and logged before anything moves
         updates = [(f"refs/heads/{protected}", new, old)]
-        tag = f"{GENERATION_TAG}{decision.generation}"
-        if repo.references.get(f"refs/tags/{tag}") is None:
+        if planted is None:
             message = json.dumps({"generation": decision.generation, "commit": new, "previous": old,
                                   "approved_by": approved_by})
             updates.append((f"refs/tags/{tag}", recovery.make_tag(root, tag, new, message), None))

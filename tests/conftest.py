@@ -44,7 +44,8 @@ TEST_GITCONFIG = """\
 # Variables from the developer's shell that would change what git, DVC or lineage do.
 LEAKY_VARS = ("LINEAGE_DEBUG", "LINEAGE_LOG", "LINEAGE_SIGNING_KEY", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
               "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
-              "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "DVC_REMOTE", "CUDA_VISIBLE_DEVICES")
+              "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "DVC_REMOTE", "CUDA_VISIBLE_DEVICES",
+              "LINEAGE_FAULT", "LINEAGE_PROGRESS")
 
 
 def isolate(mp: pytest.MonkeyPatch, base: Path) -> None:

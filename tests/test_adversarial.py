@@ -427,13 +427,31 @@ def test_the_hub_never_deletes_moves_or_rewrites_the_record(store, hub, case):
     assert refs(store) == store_before
 
 
-@pytest.mark.xfail(strict=True, reason="hole: the hub lets anyone create refs/tags/lineage/gen/* pointing at any "
-                                       "commit (hub.check_update checks only moves and deletes); fix belongs in hub.py")
 def test_the_hub_refuses_a_generation_tag_for_a_generation_main_never_served(store, hub):
     hub_before = refs(hub)
+    git(store, "tag", "-a", "-m", "{}", "planted-gen", G001)
+    code, _, err = git(store, "push", "hub", "planted-gen:refs/tags/lineage/gen/G001", check=False)
+    assert code != 0 and "G001 was never served" in err, err
     code, _, err = git(store, "push", "hub", f"{G001}:refs/tags/lineage/gen/G001", check=False)
-    assert code != 0, err
+    assert code != 0 and "annotated" in err, err
     assert refs(hub) == hub_before
+
+
+def test_the_hub_refuses_a_frozen_tag_on_a_commit_of_another_generation(store, hub):
+    hub_before = refs(hub)
+    git(store, "tag", "-a", "-m", "{}", "planted-frozen", G001)
+    code, _, err = git(store, "push", "hub", "planted-frozen:refs/tags/lineage/frozen/G007-a", check=False)
+    assert code != 0 and "is not G007" in err, err
+    assert refs(hub) == hub_before
+
+
+def test_promote_refuses_a_generation_tag_planted_before_it_and_moves_nothing(store):
+    forged = forged_gate_report(store)
+    git(store, "tag", "-a", "-m", "{}", "lineage/gen/G001", forged)
+    before = rev(store, "main"), rev(store, "lineage/gen/G001")
+    code, _, err = lineage(store, "promote", G001, check=False)
+    assert code == 1 and "refs/tags/lineage/gen/G001: already points at" in err, err
+    assert (rev(store, "main"), rev(store, "lineage/gen/G001")) == before
 
 
 def test_a_forged_generation_tag_is_ignored_when_reading_and_named_by_verify(store):
@@ -441,7 +459,7 @@ def test_a_forged_generation_tag_is_ignored_when_reading_and_named_by_verify(sto
     commit whose metrics fail; the honest G001-a is then promoted. Reading G001 must follow main."""
     forged = forged_gate_report(store)
     git(store, "tag", "-a", "-m", "{}", "lineage/gen/G001", forged)
-    lineage(store, "promote", G001)
+    git(store, "merge", "-q", "--ff-only", G001)  # the hook's arbiter passes it; the tag stays planted
 
     shown = json.loads(lineage(store, "--json", "show", "G001")[1])
     assert shown["commit"] == rev(store, G001) != forged
