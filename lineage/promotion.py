@@ -161,8 +161,8 @@ def propose(store=".", name: str = "a", overrides: list[str] | None = None, prog
             report_path = root / "reports" / "gate.json"
             reason = None
             if run.returncode != 0:
-                lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith("error:")]
-                reason = lines[-1][7:] if lines else "the pipeline failed"
+                lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith(("error:", "ERROR:"))]
+                reason = lines[-1][7:].strip() if lines else "the pipeline failed"
                 verdict, failed, criteria, composite = "FAIL", ["pipeline"], [], None
                 # Nothing the parent left behind may pass for this run's evidence.
                 for stale in ("metrics.json", "reports/gate.json", "EVAL.md", "MODEL_CARD.md"):

@@ -124,6 +124,16 @@ def _dvclive_callback(live_dir: Path, resume: bool):
     return LiveCallback()
 
 
+def _dvclive_untrained(live_dir: Path) -> None:
+    """A zero-step run still gives DVC the outputs dvc.yaml declares: step 0, no tokens seen."""
+    from dvclive import Live
+
+    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None)
+    live.log_metric("train/tokens", 0)
+    live.make_summary()
+    live.end()
+
+
 def distill_trainer_class():
     """SFTTrainer whose loss blends CE with KL to a teacher (G(N)) and a critic (G(N-1)).
 
@@ -299,6 +309,8 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
             trainer = SFTTrainer(**kwargs)
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         model = trainer.model
+    elif live_dir:
+        _dvclive_untrained(live_dir)
     if result.breach:
         raise _breach(result, *result.breach)
 
