@@ -35,7 +35,7 @@ browser:
 # tests/conftest.py), so its fixtures are built once. JOBS=0 runs in this process.
 JOBS ?= 2
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadscope $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

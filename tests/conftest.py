@@ -247,13 +247,20 @@ def real_g000(tmp_path_factory):
 
 
 
-# Under `pytest -n 2 --dist loadgroup` (make test) a module runs whole on one worker, so its module
-# fixtures are built once; the modules that share the session's real G000 run on the same worker,
-# so that one (a real default-params training) is built once too.
+# Under `pytest -n 2` (make test) a module runs whole on one worker, so its module fixtures are
+# built once, and the modules that share the session's real G000 run on the same worker, so that
+# one (a real default-params training) is built once too. (xdist's own loadgroup marks do not
+# take effect with pytest 9: it renames node ids, which pytest 9 no longer reads back.)
 SHARES_REAL_G000 = {"test_gate_honesty", "test_evolve"}
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.module.__name__.rpartition(".")[2]
-        item.add_marker(pytest.mark.xdist_group("real_g000" if module in SHARES_REAL_G000 else module))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "real_g000" if Path(module).stem in SHARES_REAL_G000 else module
+
+    return ModuleScheduling(config, log)
