@@ -264,3 +264,8 @@ def pytest_xdist_make_scheduler(config, log):
             return "real_g000" if Path(module).stem in SHARES_REAL_G000 else module
 
     return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The real-G000 group is the longest: run it first so the other worker takes everything else."""
+    items.sort(key=lambda item: Path(item.nodeid.split("::", 1)[0]).stem not in SHARES_REAL_G000)
