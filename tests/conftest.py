@@ -248,10 +248,12 @@ def real_g000(tmp_path_factory):
 
 
 # Under `pytest -n 2` (make test) a module runs whole on one worker, so its module fixtures are
-# built once, and the modules that share the session's real G000 run on the same worker, so that
-# one (a real default-params training) is built once too. (xdist's own loadgroup marks do not
-# take effect with pytest 9: it renames node ids, which pytest 9 no longer reads back.)
-SHARES_REAL_G000 = {"test_gate_honesty", "test_evolve"}
+# built once. (xdist's own loadgroup marks do not take effect with pytest 9: it renames node ids,
+# which pytest 9 no longer reads back.) The two modules that use the session's real G000 are the
+# longest; they are collected first so each starts at once on its own worker, each worker
+# building that G000 for itself: the suite's critical path is then half what it is when they
+# share one worker.
+REAL_G000_MODULES = {"test_gate_honesty", "test_evolve"}
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -260,12 +262,10 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "real_g000" if Path(module).stem in SHARES_REAL_G000 else module
+            return nodeid.split("::", 1)[0]
 
     return ModuleScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
-    """The real-G000 group is the longest: run it first so the other worker takes everything else."""
-    items.sort(key=lambda item: Path(item.nodeid.split("::", 1)[0]).stem not in SHARES_REAL_G000)
+    items.sort(key=lambda item: Path(item.nodeid.split("::", 1)[0]).stem not in REAL_G000_MODULES)
