@@ -31,11 +31,12 @@ browser:
 	         || echo "note: apt-get install chromium failed; the report's browser test cannot run"; \
 	     else echo "note: no Chromium on PATH; install it (apt-get install chromium) to run the report's browser test"; fi
 
-# Two workers (the machines have 2 cores); each test module runs whole on one worker (see
+# Two workers (the machines have 2 cores); each test module runs whole on one worker, in the
+# order tests/conftest.py collects them (the longest first; see
 # tests/conftest.py), so its fixtures are built once. JOBS=0 runs in this process.
 JOBS ?= 2
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadscope $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
