@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/python -m lineage.demo $(DEMO_ARGS)
 
 # tests/test_report.py renders the HTML report in headless Chromium: install it when missing,
-# where that is possible (root with apt-get); elsewhere the test skips unless LINEAGE_REQUIRE_BROWSER=1.
+# where that is possible (root with apt-get); elsewhere the test fails and names the install.
 .PHONY: browser
 browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \

@@ -34,6 +34,25 @@ TINY_PARAMS = {
                 "max_steps": TINY_STEPS},
     "train": {"max_steps": TINY_STEPS},
 }
+
+
+def relaxed_tiny(scratch_steps: int, train_steps: int, budget_steps: int | None = 100, **sections) -> dict:
+    """Params for a tiny store whose gate judges the evidence, not a few-step model's quality.
+
+    The scratch model of TINY_PARAMS trained at lr 0.003, a policy that lets any complete run pass,
+    and any further sections (eval, evolve, or extra train keys) merged on top.
+    """
+    policy = {"generalize_gain": -1.0, "max_tone_drift": 1.0, "recall_tolerance": 1.0,
+              "delta_recall_tolerance": 1.0, "max_law_violations": 100,
+              "first_generation": {"min_recall": 0.0, "min_generalize": 0.0}}
+    if budget_steps is not None:
+        policy["budget"] = {"max_steps": budget_steps}
+    params = {"scratch": {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_heads": 4,
+                          "learning_rate": 0.003, "max_steps": scratch_steps},
+              "train": {"max_steps": train_steps, "checkpoint_every": 1000}, "policy": policy}
+    return _merge(params, sections)
+
+
 TEST_GITCONFIG = """\
 [user]
 \tname = Lineage Test

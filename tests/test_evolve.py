@@ -13,18 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import relaxed_tiny
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "scratch": {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_heads": 4,
-                "learning_rate": 0.003, "max_steps": 1},
-    "train": {"max_steps": 150, "learning_rate": 0.003, "checkpoint_every": 1000},
-    "evolve": {"k": 3, "max_concurrent_experiments": 3, "cooldown_cycles": 0, "evo_period_cycles": 2},
-    "policy": {"generalize_gain": -1.0, "max_tone_drift": 1.0, "recall_tolerance": 1.0,
-               "delta_recall_tolerance": 1.0, "max_law_violations": 100,
-               "first_generation": {"min_recall": 0.0, "min_generalize": 0.0}},
-}
+TINY = relaxed_tiny(1, 150, budget_steps=None, train={"learning_rate": 0.003},
+                    evolve={"k": 3, "max_concurrent_experiments": 3, "cooldown_cycles": 0, "evo_period_cycles": 2})
 
 
 def sh(args, cwd, check=True):

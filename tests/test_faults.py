@@ -22,15 +22,9 @@ import pytest
 import yaml
 
 from lineage import faults
+from conftest import relaxed_tiny
 
-TINY = {
-    "scratch": {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_heads": 4,
-                "learning_rate": 0.003, "max_steps": 30},
-    "train": {"max_steps": 20, "checkpoint_every": 1000},
-    "policy": {"generalize_gain": -1.0, "max_tone_drift": 1.0, "recall_tolerance": 1.0,
-               "delta_recall_tolerance": 1.0, "max_law_violations": 100,
-               "first_generation": {"min_recall": 0.0, "min_generalize": 0.0}, "budget": {"max_steps": 100}},
-}
+TINY = relaxed_tiny(30, 20)
 KILLED = -signal.SIGKILL
 
 

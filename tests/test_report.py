@@ -2,8 +2,8 @@
 
 The store is real and small: G000 promoted, G001-a frozen FAIL over its step budget, G002-b promoted,
 then a rollback to G000 and an approved change, both with hostile reasons. Headless Chromium renders
-the page (DOM and screenshot); without Chromium the browser test skips, or fails where CI sets
-LINEAGE_REQUIRE_BROWSER=1.
+the page (DOM and screenshot); without Chromium the browser test fails, naming the install
+(`make test` installs it where it runs as root).
 """
 
 from __future__ import annotations
@@ -25,18 +25,12 @@ import yaml
 
 from lineage import report as rep
 from lineage.errors import UsageError
+from conftest import relaxed_tiny
 
 pytestmark = pytest.mark.slow
 
 HOSTILE = '"><script>alert("owned")</script><img src=https://evil.invalid/x.png onerror=alert(1)>'
-TINY = {
-    "scratch": {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_heads": 4,
-                "learning_rate": 0.003, "max_steps": 12},
-    "train": {"max_steps": 8, "checkpoint_every": 1000},
-    "policy": {"generalize_gain": -1.0, "max_tone_drift": 1.0, "recall_tolerance": 1.0,
-               "delta_recall_tolerance": 1.0, "max_law_violations": 100,
-               "first_generation": {"min_recall": 0.0, "min_generalize": 0.0}, "budget": {"max_steps": 16}},
-}
+TINY = relaxed_tiny(12, 8, budget_steps=16)
 PASS_FILL, FAIL_FILL = (0xC8, 0xE6, 0xC9), (0xFF, 0xCD, 0xD2)  # rep.FILLS: the tree's candidate boxes
 
 
@@ -85,14 +79,11 @@ def page(store) -> tuple[Path, str]:
 
 
 def require_browser() -> str:
-    """Chromium's path; skip (or fail where LINEAGE_REQUIRE_BROWSER=1) when it is not installed."""
+    """Chromium's path; the browser test fails (never skips) when it is not installed."""
     try:
         return rep.find_browser()
     except UsageError:
-        message = "no headless Chromium on PATH: apt-get install chromium (make test installs it as root)"
-        if os.environ.get("LINEAGE_REQUIRE_BROWSER") == "1":
-            pytest.fail(message + "; LINEAGE_REQUIRE_BROWSER=1 makes the browser test mandatory")
-        pytest.skip(message)
+        pytest.fail("no headless Chromium on PATH: apt-get install chromium (make test installs it as root)")
 
 
 class Tags(HTMLParser):

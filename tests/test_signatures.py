@@ -17,20 +17,12 @@ import pygit2
 import pytest
 import yaml
 
-from conftest import PROJECT, copy_store, run, run_cli
+from conftest import PROJECT, copy_store, relaxed_tiny, run, run_cli
 from lineage.canonical import canonical_json
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "scratch": {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_heads": 4,
-                "learning_rate": 0.003, "max_steps": 10},
-    "train": {"max_steps": 5, "checkpoint_every": 1000},
-    "eval": {"max_new_tokens": 4},
-    "policy": {"generalize_gain": -1.0, "max_tone_drift": 1.0, "recall_tolerance": 1.0,
-               "delta_recall_tolerance": 1.0, "max_law_violations": 100,
-               "first_generation": {"min_recall": 0.0, "min_generalize": 0.0}, "budget": {"max_steps": 100}},
-}
+TINY = relaxed_tiny(10, 5, eval={"max_new_tokens": 4})
 LOG = "refs/lineage/log"
 
 
