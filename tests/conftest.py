@@ -183,6 +183,16 @@ def copy_store(src: Path, dest: Path) -> Path:
     return dest
 
 
+def write_template_params(store: Path, sections: dict, parents: bool = False) -> Path:
+    """Make the store directory and write the template's params.yaml with each section updated."""
+    store.mkdir(parents=parents)
+    params = yaml.safe_load((PROJECT / "lineage" / "template" / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return store
+
+
 def init_store(path: Path) -> Path:
     """`lineage init path` through the CLI; fail the test on error."""
     code, out, err = run_cli("init", path, cwd=path.parent)

@@ -38,7 +38,7 @@ import pygit2
 import pytest
 import yaml
 
-from conftest import PROJECT, VENV_BIN, copy_store, error_lines, relaxed_tiny, run, set_params, stage
+from conftest import VENV_BIN, copy_store, error_lines, relaxed_tiny, run, set_params, stage, write_template_params
 
 pytestmark = pytest.mark.slow
 
@@ -147,11 +147,7 @@ def world(tmp_path_factory):
     """G000 promoted, era 1 registered, G001-a proposed (PASS, not promoted); all of it pushed to a hub."""
     base = tmp_path_factory.mktemp("adversarial")
     store = base / "luna"
-    store.mkdir()
-    params = yaml.safe_load((PROJECT / "lineage" / "template" / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_template_params(store, TINY)
     lineage(base, "init", store)
     lineage(store, "propose")
     lineage(store, "promote", "candidates/G000-a")

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from lineage import faults
-from conftest import relaxed_tiny
+from conftest import relaxed_tiny, write_template_params
 
 TINY = relaxed_tiny(30, 20)
 KILLED = -signal.SIGKILL
@@ -110,11 +110,7 @@ def base(tmp_path_factory):
     """G000 served, era 1 registered, candidate G001-b (PASS) frozen and not promoted."""
     root = tmp_path_factory.mktemp("faults")
     store = root / "luna"
-    store.mkdir()
-    params = yaml.safe_load((Path(__file__).parents[1] / "lineage" / "template" / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_template_params(store, TINY)
     lineage(root, "init", str(store))
     lineage(store, "propose")
     lineage(store, "promote", "candidates/G000-a")

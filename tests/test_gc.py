@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import relaxed_tiny
+from conftest import relaxed_tiny, write_template_params
 
 pytestmark = pytest.mark.slow
 
@@ -71,11 +71,7 @@ def plant_garbage(store: Path) -> str:
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("gc")
     store = root / "luna"
-    store.mkdir()
-    params = yaml.safe_load((Path(__file__).parents[1] / "lineage" / "template" / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_template_params(store, TINY)
     lineage(root, "init", str(store))
     lineage(store, "propose")
     lineage(store, "promote", "candidates/G000-a")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import relaxed_tiny
+from conftest import relaxed_tiny, write_template_params
 
 pytestmark = pytest.mark.slow
 
@@ -40,11 +40,7 @@ def tip(store: Path, ref: str = "main") -> str:
 def store(tmp_path_factory):
     base = tmp_path_factory.mktemp("promotion")
     store = base / "luna"
-    store.mkdir()
-    params = yaml.safe_load((Path(__file__).parents[1] / "lineage" / "template" / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_template_params(store, TINY)
     lineage(base, "init", str(store))
     first = lineage(store, "propose")
     assert "G000" in first.stdout and "PASS" in first.stdout, first.stdout + first.stderr

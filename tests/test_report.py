@@ -25,7 +25,7 @@ import yaml
 
 from lineage import report as rep
 from lineage.errors import UsageError
-from conftest import relaxed_tiny
+from conftest import relaxed_tiny, write_template_params
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +49,7 @@ def lineage(cwd, *args, check=True, env=None):
 def store(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("report")
     store = base / "luna"
-    store.mkdir()
-    params = yaml.safe_load((Path(__file__).parents[1] / "lineage" / "template" / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_template_params(store, TINY)
     lineage(base, "init", store)
     lineage(store, "propose")
     lineage(store, "promote", "candidates/G000-a")

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pygit2
 import pytest
-import yaml
 
-from conftest import PROJECT, copy_store, relaxed_tiny, run, run_cli
+from conftest import copy_store, relaxed_tiny, run, run_cli, write_template_params
 from lineage.canonical import canonical_json
 
 pytestmark = pytest.mark.slow
@@ -98,11 +97,7 @@ def signed(tmp_path_factory):
     base = tmp_path_factory.mktemp("signatures")
     keys = {name: keygen(base / name, f"{name}@lineage.invalid") for name in ("alice", "mallory")}
     store = base / "luna"
-    store.mkdir()
-    params = yaml.safe_load((PROJECT / "lineage" / "template" / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_template_params(store, TINY)
     alice = keys["alice"]
     lineage(base, "init", str(store), key=alice)
     lineage(store, "propose", key=alice)
