@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m lineage.demo $(DEMO_ARGS)
+	$(BIN)/python -m lineage.ui.demo $(DEMO_ARGS)
 
 # tests/test_report.py renders the HTML report in headless Chromium: install it when missing,
 # where that is possible (root with apt-get); elsewhere the test fails and names the install.
@@ -47,7 +47,7 @@ bench: $(STAMP)
 # docs/cli.md from the commands' --help texts; tests/test_docs.py fails when it is stale.
 .PHONY: docs
 docs: $(STAMP)
-	$(BIN)/python -m lineage.docs
+	$(BIN)/python -m lineage.ui.docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -5,9 +5,9 @@ complete: a store where a tiny G000 was really trained (`lineage propose`) and p
 size two candidate commits whose evidence the arbiter accepts — models/child with a valid
 safetensors file of the target size, hashes.csv, the manifest (parent = the served generation),
 reports/train/metrics.json, metrics.json (child better than parent), reports/gate.json from
-lineage.gate.judge with the hashes the arbiter checks, and a dvc.lock whose train out carries the
+lineage.core.gate.judge with the hashes the arbiter checks, and a dvc.lock whose train out carries the
 DVC .dir md5 of the directory (from `dvc add` of a scratch copy; its objects stay in the cache).
-Each candidate is checked with lineage.arbiter.check_move before anything is timed.
+Each candidate is checked with lineage.guard.arbiter.check_move before anything is timed.
 
 Per size S: promote a base generation B(S) (not timed), then per repeat: a fresh candidate X on
 the current tip (same weights X(S), different contents from B), timed `lineage promote`, timed
@@ -84,8 +84,8 @@ def write_safetensors(path: Path, size: int, seed: int) -> str:
 
 def build_child(dest: Path, size: int, seed: int, template: Path, manifest: dict) -> list[dict]:
     """models/child-shaped directory: small files from G000, synthetic weights, manifest, hashes.csv."""
-    from lineage.canonical import write_json
-    from lineage.pipeline.parent import hash_dir, hashes_csv
+    from lineage.core.canonical import write_json
+    from lineage.core.hashes import hash_dir, hashes_csv
 
     dest.mkdir(parents=True)
     for name in SMALL_FILES:
@@ -152,11 +152,11 @@ class Store:
     def served(self) -> dict:
         """The generation main serves: name, commit, weights digest, child dir md5 entry, scores."""
         from lineage.adapters import dvc
-        from lineage.arbiter import _generation_of
-        from lineage.pipeline.parent import parse_hashes_csv, weights_digest
+        from lineage.store.refs import served_generation
+        from lineage.core.hashes import parse_hashes_csv, weights_digest
 
         tip = self.tip()
-        gen = _generation_of(self.repo, tip)
+        gen = served_generation(tip)
         commit = self.gen_commit(gen)
         child = dvc.lock_outs(self.blob(commit, "dvc.lock"))["train"]["models/child"]
         rows = parse_hashes_csv(self.blob(commit, "reports/train/hashes.csv").decode())
@@ -186,7 +186,7 @@ class Store:
 
     def make_weights(self, name: str, size: int, seed: int, parent: dict) -> dict:
         """Write, hash and `dvc add` one synthetic child directory (parent fixed in its manifest)."""
-        from lineage.pipeline.parent import weights_digest
+        from lineage.core.hashes import weights_digest
 
         manifest = self.manifest_for(parent)
         scratch = self.root / "bench-scratch" / name
@@ -206,12 +206,12 @@ class Store:
         import pygit2
         import yaml
 
-        from lineage.canonical import canonical_json, digest_bytes, digest_obj
-        from lineage.gate import judge
-        from lineage.metrics import BudgetUsed, EvalMetrics
-        from lineage.policy import Policy
-        from lineage.promotion import next_generation
-        from lineage.reports import render_eval_md, render_model_card
+        from lineage.core.canonical import canonical_json, digest_bytes, digest_obj
+        from lineage.core.gate import judge
+        from lineage.core.metrics import BudgetUsed, EvalMetrics
+        from lineage.core.policy import Policy
+        from lineage.store.refs import next_generation
+        from lineage.core.cards import render_eval_md, render_model_card
 
         assert w["parent"] == parent["generation"], "weights were built for another parent"
         tip = self.tip()
@@ -301,7 +301,7 @@ class Store:
         """The arbiter's verdict on moving main to commit (raises if refused); its wall seconds."""
         import pygit2
 
-        from lineage.arbiter import check_move
+        from lineage.guard.arbiter import check_move
 
         repo = pygit2.Repository(str(self.root))  # fresh: no cached refs
         t = time.perf_counter()
@@ -333,13 +333,14 @@ def verify_files(root: Path) -> list[Path]:
     import pygit2
 
     from lineage.adapters import dvc, git
-    from lineage.record import _child_md5, promoted_history
+    from lineage.store.refs import promoted_history
+    from lineage.store.weights import child_md5
 
     repo = pygit2.Repository(str(root))
     cache = dvc.cache_dir(root)
     files = set()
     for _gen, commit, _kind in promoted_history(repo, git.protected_branch(repo)):
-        for e in dvc.dir_listing(cache, _child_md5(repo, commit)):
+        for e in dvc.dir_listing(cache, child_md5(repo, commit)):
             if e["relpath"] not in ("hashes.csv",):
                 files.add(dvc.cache_path(cache, e["md5"]))
     return sorted(files)
@@ -418,7 +419,7 @@ def _run(tmp: Path, sizes: list[int], repeats: int) -> dict:
                 raise RuntimeError(f"promote of {gen_x} did not make it the served generation")
             kinds.add(link_kind(root, wx["lock"]))
             if r == 0:  # weights really in place, as recorded (untimed)
-                from lineage.pipeline.parent import check_against
+                from lineage.core.hashes import check_against
 
                 check_against(root / "models" / "child", wx["rows"], gen_x)
             samples["rollback"].append(common.timed(

@@ -5,7 +5,7 @@ writes it: per generation a candidate commit with `Generation:`/`Parent:`/`Verdi
 branch `candidates/GNNNNN-a` and an annotated frozen tag `lineage/frozen/GNNNNN-a` whose message is
 the JSON promotion.frozen_candidates reads; passed ones (4 in 5) are the first-parent chain of
 main with a `lineage/gen/` tag; failed ones fork from main's tip and stay off it. The evolution log
-refs/lineage/log gets the events as lineage.ledger writes them (one commit per event over the
+refs/lineage/log gets the events as lineage.store.ledger writes them (one commit per event over the
 empty tree, canonical JSON message). The last generation's commit holds real small evidence files,
 so `lineage show` has something to read.
 
@@ -55,10 +55,10 @@ def _evidence(repo, gen: str, parent: str, base_tree, policy_commit: str, params
 
     import pygit2
 
-    from lineage.canonical import digest_obj
-    from lineage.gate import judge
-    from lineage.metrics import BudgetUsed, EvalMetrics
-    from lineage.policy import Policy
+    from lineage.core.canonical import digest_obj
+    from lineage.core.gate import judge
+    from lineage.core.metrics import BudgetUsed, EvalMetrics
+    from lineage.core.policy import Policy
 
     pretty = lambda obj: (json.dumps(obj, sort_keys=True, indent=2) + "\n").encode()  # noqa: E731
     manifest = {"schema_version": 1, "base_model": "scratch", "method": "cpt", "finetune": "full", "seed": 1234,
@@ -93,8 +93,8 @@ def build(root: Path, generations: int, events: int) -> dict:
     """Fill the store; return counts and how long each part took."""
     import pygit2
 
-    from lineage.canonical import canonical_json
-    from lineage.ledger import Event
+    from lineage.core.canonical import canonical_json
+    from lineage.store.ledger import Event
 
     import yaml
 

@@ -1,6 +1,8 @@
 """lineage: a git-native versioned model store for language models trained again and again.
 
 Importing this package is cheap; heavy libraries load only inside the functions that use them.
+The layers, each importing only from those below it, are drawn in docs/architecture.md:
+core < adapters < store < guard < pipeline < moves < loop < api < ui.
 """
 
 from __future__ import annotations
@@ -15,17 +17,6 @@ def load(store: str = ".", generation: str | None = None, path_only: bool = Fals
     and re-hashed against the generation's hashes.csv before loading; safetensors only.
     With path_only=True, return the directory instead.
     """
-    from . import record
+    from .api import load as load_generation
 
-    if generation is None:
-        generation = record.status(store, check_remote=False).head_generation
-        if generation is None:
-            from .errors import StoreError
-
-            raise StoreError("the protected branch serves no generation yet", "Promote one with 'lineage promote'.")
-    path = record.checkout(generation, store)
-    if path_only:
-        return path
-    from .adapters.model import load as load_model
-
-    return load_model(path)
+    return load_generation(store, generation, path_only)

@@ -1,247 +1,294 @@
-"""The verbs of lineage. Each returns a value and prints nothing; the CLI does the talking."""
+"""The verbs of lineage: the one facade the CLI (and Python users) call.
+
+Each verb opens the store once and passes it down; a verb that changes the store first finishes
+or undoes any command that was killed in it (``moves.recover``), then does its work. Every verb
+returns a value and prints nothing; the CLI does the talking.
+"""
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
-from .errors import DirtyTreeError, InitConflictError, NotAStoreError, UsageError
+from .core.errors import StoreError
+from .loop import evolve as _evolve
+from .loop import proposal as _proposal
+from .loop import shadow as _shadow
+from .loop import stats as _stats
+from .moves import change as _change
+from .moves import gc as _gc
+from .moves import init as _init
+from .moves import promote as _promote
+from .moves import propose as _propose
+from .moves import recover as _recover
+from .moves import register as _register
+from .moves import rollback as _rollback
+from .moves import sync as _sync
+from .store import ledger, record, refs, verify as _verify, weights
+from .store.root import Store, find_root
 
-TEMPLATE_FILES = ("dvc.yaml", "params.yaml", "stages/parent.py", "stages/prepare.py", "stages/train.py",
-                  "stages/eval.py", "stages/gate.py")
-GITIGNORE = ["/models/", "/.lineage/", "/reports/train_failure.json", "__pycache__/"]
-FIRST_DELTA = "data/deltas/d000-era0.jsonl"
-CACHE_TYPES = "reflink,hardlink,symlink,copy"
-FSYNC = {"core.fsync": "objects,reference", "core.fsyncMethod": "fsync"}
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
+# Results, re-exported so a caller needs only this module.
+InitResult, DataAdded = _init.InitResult, _register.DataAdded
+Proposal, Promotion, Rollback, Change = _propose.Proposal, _promote.Promotion, _rollback.Rollback, _change.Change
+TEMPLATE_FILES = _init.TEMPLATE_FILES
 
-@dataclass(frozen=True)
-class InitResult:
-    """What `init` did to the store."""
-
-    root: str
-    protected_branch: str
-    remote: str
-    created: list[str] = field(default_factory=list)
-    committed: str | None = None
-
-
-def template_text(name: str) -> str:
-    """Text of a bundled template file (dvc.yaml, params.yaml, stages/*.py)."""
-    return resources.files("lineage").joinpath("template", name).read_text()
-
-
-def _git_root(path: Path) -> Path | None:
-    from .adapters import git
-
-    proc = git.git(["rev-parse", "--show-toplevel"], cwd=path, check=False)
-    return Path(proc.stdout.strip()).resolve() if proc.returncode == 0 else None
+PathLike = str | Path
 
 
-def default_remote(root: Path) -> Path:
-    """A local DVC remote beside the store, outside its work tree."""
-    return root.parent / f"{root.name}.dvc-remote"
+def open_store(path: PathLike | Store = ".") -> Store:
+    """The store containing path (a Store is returned as it is).
+
+    Raises:
+        NotAStoreError: path is not in a lineage store.
+    """
+    return Store.open(path)
 
 
-def init(path: str | Path = ".", protected_branch: str = "main", remote: str | None = None) -> InitResult:
+def find_store(path: PathLike = ".") -> Path:
+    """Root of the store containing path.
+
+    Raises:
+        NotAStoreError: path is not in a lineage store.
+    """
+    return find_root(path)
+
+
+def _mutating(path: PathLike | Store) -> Store:
+    """Open the store and finish or undo what a killed command left, before a verb changes it."""
+    store = Store.open(path)
+    _recover.recover(store)
+    return store
+
+
+# ---------------------------------------------------------------- making and feeding a store
+
+
+def init(path: PathLike = ".", protected_branch: str = "main", remote: str | None = None) -> InitResult:
     """Make a directory (or the current git repo) a lineage store; idempotent.
 
     Raises:
         InitConflictError: path is not a directory, or an existing dvc.yaml/stage script differs.
         DirtyTreeError: the git work tree has uncommitted changes.
     """
-    from .adapters import dvc, git
-
-    root = Path(path).expanduser()
-    if root.exists() and not root.is_dir():
-        raise InitConflictError(str(root), "not a directory", "Give a directory path (it is created if absent).")
-    root.mkdir(parents=True, exist_ok=True)
-    root = root.resolve()
-    created: list[str] = []
-
-    for name in TEMPLATE_FILES:  # refuse before touching anything
-        target = root / name
-        if name != "params.yaml" and target.exists() and target.read_text() != template_text(name):
-            raise InitConflictError(str(root), f"an existing {name} differs from lineage's",
-                                    f"Move {name} away (or merge lineage's stages into it by hand) and run init again.")
-
-    top = _git_root(root)
-    if top is None or top != root:
-        if top is not None and path == ".":
-            root = top
-        else:
-            git.git(["init", "-q", "-b", protected_branch, str(root)], cwd=root)
-            created.append(".git")
-    has_commits = git.git(["rev-parse", "-q", "--verify", "HEAD"], cwd=root, check=False).returncode == 0
-    dirty = git.work_tree_dirty(root)
-    if has_commits and dirty:
-        raise DirtyTreeError(str(root), dirty)
-
-    for name in TEMPLATE_FILES:
-        target = root / name
-        text = template_text(name)
-        if target.exists():
-            if name != "params.yaml" and target.read_text() != text:
-                raise InitConflictError(str(root), f"an existing {name} differs from lineage's",
-                                        f"Move {name} away (or merge lineage's stages into it by hand) and run init again.")
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        created.append(name)
-    from .policy import Policy
-    from .settings import Settings, load_yaml
-
-    params = load_yaml(root / "params.yaml")  # a user's own params.yaml must still be valid
-    Settings.from_dict(params)
-    Policy.from_params(params)
-
-    ignore = root / ".gitignore"
-    lines = ignore.read_text().splitlines() if ignore.exists() else []
-    missing = [g for g in GITIGNORE if g not in lines]
-    if missing:
-        ignore.write_text("\n".join(lines + missing) + "\n")
-        created.append(".gitignore")
-
-    if not (root / ".dvc").is_dir():
-        dvc.dvc(["init", "-q"], cwd=root)
-        created.append(".dvc")
-    dvc.dvc(["config", "core.analytics", "false"], cwd=root)
-    dvc.dvc(["config", "cache.type", CACHE_TYPES], cwd=root)
-    remote_url = remote or str(default_remote(root))
-    if "://" in remote_url:
-        dvc.dvc(["remote", "add", "-f", "-d", "origin", remote_url], cwd=root)
-    else:
-        # A local path only means something on this machine: keep it out of the shared config.
-        Path(remote_url).mkdir(parents=True, exist_ok=True)
-        dvc.dvc(["remote", "add", "--local", "-f", "-d", "origin", remote_url], cwd=root)
-
-    repo = git.open_repo(root)
-    repo.config[git.PROTECTED_KEY] = protected_branch
-    # A ref moved after a promotion must survive a power cut: fsync objects and refs (git >= 2.36).
-    for key, value in FSYNC.items():
-        repo.config[key] = value
-    if not has_commits:
-        git.git(["symbolic-ref", "HEAD", f"refs/heads/{protected_branch}"], cwd=root)
-
-    if not (root / "data" / "deltas").exists():
-        from . import corpus
-
-        corpus.write_era(root / FIRST_DELTA, 0)
-        dvc.dvc(["add", "-q", FIRST_DELTA], cwd=root)
-        created.append(FIRST_DELTA)
-
-    committed = None
-    # Stage only what lineage wrote: a user's untracked files (a .env, say) never ride along.
-    ours = [*TEMPLATE_FILES, ".gitignore", ".dvc", ".dvcignore", "data/deltas"]
-    if not has_commits:
-        from .signers import SIGNERS_FILE, adopt
-
-        if adopt(root):  # a configured signing key becomes the store's first promoter and approver
-            ours.append(SIGNERS_FILE)
-            created.append(SIGNERS_FILE)
-    git.git(["add", "--", *[p for p in ours if (root / p).exists()]], cwd=root)
-    staged = git.git(["diff", "--cached", "--quiet"], cwd=root, check=False).returncode != 0
-    if not has_commits:
-        git.git(["commit", "-q", "--allow-empty", "-m", "lineage: init store\n\nLineage-Init: 1"],
-                cwd=root, env=_identity_env(root))
-        committed = git.git(["rev-parse", "HEAD"], cwd=root).stdout.strip()
-    elif staged:
-        # an existing repo becoming a store: this is a change to code and stages, not a generation
-        git.git(["commit", "-q", "-m", "lineage: make this repository a store\n\nLineage-Init: 1"],
-                cwd=root, env=_identity_env(root))
-        committed = git.git(["rev-parse", "HEAD"], cwd=root).stdout.strip()
-    from .hook import install
-
-    install(repo.path, protected_branch)
-    return InitResult(str(root), protected_branch, remote_url, created, committed)
+    return _init.init(path, protected_branch, remote)
 
 
-def _identity_env(root: Path) -> dict:
-    """Fall back to a lineage identity only when git has none configured."""
-    from .adapters import git
-
-    if git.git(["config", "user.email"], cwd=root, check=False).returncode == 0:
-        return {}
-    return {"GIT_AUTHOR_NAME": "lineage", "GIT_AUTHOR_EMAIL": "lineage@localhost",
-            "GIT_COMMITTER_NAME": "lineage", "GIT_COMMITTER_EMAIL": "lineage@localhost"}
-
-
-def find_store(path: str | Path = ".") -> Path:
-    """Root of the store containing path."""
-    root = _git_root(Path(path))
-    if root is None or not (root / "dvc.yaml").exists() or not (root / ".dvc").is_dir():
-        raise NotAStoreError(str(Path(path).resolve()))
-    return root
-
-
-@dataclass(frozen=True)
-class DataAdded:
-    """A delta registered in the store."""
-
-    delta: str
-    path: str
-    records: int
-    sha256: str
-
-
-def data_add(file: str | Path, store: str | Path = ".", name: str | None = None) -> DataAdded:
-    """Check a JSONL file through the data gate and register it as the next delta (DVC-tracked).
-
-    The delta is staged, not committed: it travels into the next candidate commit.
+def data_add(file: PathLike, store: PathLike = ".", name: str | None = None) -> DataAdded:
+    """Check a JSONL file through the data gate and register it as the next delta.
 
     Raises:
         DataGateError: the file has an unparsable line, a secret or an unsafe source.
     """
-    from .adapters import dvc
-    from .data import DELTA_RE, read_delta
-    from .pipeline.common import DELTAS, protected_policy
-
-    root = find_store(store)
-    src = Path(file).expanduser().resolve()
-    if not src.is_file():
-        raise UsageError(f"{file}: no such file", "Give the path of a JSONL file.")
-    stem = name or src.stem
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", stem):
-        raise UsageError(f"delta name {stem!r} must be letters, digits, '-' or '_'", "Pass --name NAME.")
-    # a delta counts whether its data is here or only its .dvc file (not pulled yet)
-    names = {p.name.removesuffix(".dvc") for p in (root / DELTAS).glob("d*.jsonl*")}
-    existing = sorted(n for n in names if DELTA_RE.match(n))
-    number = int(existing[-1][1:4]) + 1 if existing else 0
-    rel = f"{DELTAS.as_posix()}/d{number:03d}-{stem}.jsonl"
-    rules = protected_policy(root).policy.data
-    staging = root / rel
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, staging)
-    try:
-        delta = read_delta(root, rel, rules)  # refuse before anything is registered
-    except Exception as exc:
-        staging.unlink(missing_ok=True)
-        if exc.args and isinstance(exc.args[0], str):
-            exc.args = (exc.args[0].replace(rel, str(src)),) + exc.args[1:]  # name the file the user gave
-        raise
-    dvc.dvc(["add", "-q", rel], cwd=root)
-    from .adapters import git
-
-    git.git(["add", f"{rel}.dvc", str(Path(rel).parent / ".gitignore")], cwd=root)
-    return DataAdded(delta.id, rel, len(delta.train_records), delta.sha256)
+    return _register.data_add(Store.open(store), file, name)
 
 
-def corpus_era(era: int, out: str | Path) -> Path:
+def corpus_era(era: int, out: PathLike) -> Path:
     """Write one era of the bundled corpus to a JSONL file."""
-    from . import corpus
-
-    if era < 0:
-        raise UsageError(f"era {era} does not exist", "Eras are numbered from 0.")
-    return corpus.write_era(out, era)
+    return _register.corpus_era(era, out)
 
 
-def _env_defaults() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# ---------------------------------------------------------------- moves
 
 
-_env_defaults()
+def propose(store: PathLike = ".", name: str = "a", overrides: list[str] | None = None, progress=None) -> Proposal:
+    """Train a candidate from the protected tip, gate it, commit, push its data and freeze it."""
+    return _propose.propose(_mutating(store), name, overrides, progress=progress)
+
+
+def promote(candidate: str, store: PathLike = ".") -> Promotion:
+    """Fast-forward the protected branch to a candidate the arbiter re-derives as PASS.
+
+    Raises:
+        ArbiterRefusedError: the move is refused.
+    """
+    return _promote.promote(_mutating(store), candidate)
+
+
+def rollback(reason: str, to: str | None = None, store: PathLike = ".") -> Rollback:
+    """Restore a promoted generation with a new commit on the protected branch."""
+    return _rollback.rollback(_mutating(store), reason, to)
+
+
+def change(reason: str, store: PathLike = ".") -> Change:
+    """Commit the staged policy/stage/code changes on the protected branch as an approved change."""
+    return _change.change(Store.open(store), reason)
+
+
+def repair(store: PathLike = ".") -> _recover.Repair:
+    """Finish or undo killed commands, clear stale locks, report what is still in the way."""
+    return _recover.repair(Store.open(store))
+
+
+def gc(store: PathLike = ".", cloud: bool = False, dry_run: bool = False) -> _gc.GcResult:
+    """Free DVC cache (and remote) space, never the data of anything the record reaches."""
+    return _gc.gc(_mutating(store), cloud, dry_run)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def evolve(store: PathLike = ".", cycle: int | None = None, k: int | None = None, seeds: list[int] | None = None,
+           strategies: list[str] | None = None, progress=None) -> _evolve.WindowResult:
+    """One evolution window: preconditions, K candidates, rank, freeze all, propose the best."""
+    return _evolve.evolve(_mutating(store), cycle, k, seeds, strategies, progress)
+
+
+def proposal_show(store: PathLike = ".") -> dict:
+    """The loop's open (or last) proposal."""
+    return _proposal.proposal_show(Store.open(store))
+
+
+def proposal_decide(approve: bool, reason: str | None = None, store: PathLike = ".") -> dict:
+    """Approve (promote, approval recorded) or reject (reason recorded) the proposal."""
+    return _proposal.proposal_decide(_mutating(store), approve, reason)
+
+
+def shadow(candidate: str, store: PathLike = ".") -> dict:
+    """HEAD and a candidate side by side on everyday prompts: parity and differences."""
+    return _shadow.shadow(Store.open(store), candidate)
+
+
+def stats(store: PathLike = ".") -> _stats.LoopStats:
+    """How the evolution loop is doing, from the log alone."""
+    return _stats.stats(Store.open(store))
+
+
+# ---------------------------------------------------------------- reading the record
+
+
+def candidates(store: PathLike = ".") -> list[dict]:
+    """Every frozen candidate, pass or fail, oldest generation first."""
+    s = Store.open(store)
+    return refs.frozen_candidates(s.repo, s.protected)
+
+
+def events(store: PathLike = ".") -> list[ledger.Event]:
+    """The evolution log, oldest first."""
+    return ledger.read(Store.open(store).repo)
+
+
+def events_jsonl(store: PathLike = ".") -> str:
+    """The evolution log as evolution_log.jsonl."""
+    return ledger.to_jsonl(events(store))
+
+
+def lineage_csv(store: PathLike = ".") -> str:
+    """One row per frozen candidate: lineage.csv."""
+    return record.lineage_csv(Store.open(store))
+
+
+def show(generation: str, store: PathLike = ".") -> record.GenerationView:
+    """Manifest, metrics, verdict and card of a generation."""
+    return record.show(Store.open(store), generation)
+
+
+def status(store: PathLike = ".", check_remote: bool = True) -> record.StoreStatus:
+    """HEAD generation, open candidates and remote sync."""
+    return record.status(Store.open(store), check_remote)
+
+
+def checkout(generation: str, store: PathLike = ".", dest: str | None = None) -> Path:
+    """Materialise a generation's weights read-only, checked against its hashes."""
+    return weights.checkout(Store.open(store), generation, dest)
+
+
+def diff(a: str, b: str, store: PathLike = ".") -> dict:
+    """Metrics, params, data and weight change between two generations."""
+    return record.diff(Store.open(store), a, b)
+
+
+def verify(store: PathLike = ".") -> _verify.VerifyReport:
+    """Re-hash every promoted generation; check evidence, tags and the log."""
+    return _verify.verify(Store.open(store))
+
+
+def verify_signatures(store: PathLike = "."):
+    """Check the signed attestation of every move along the protected branch."""
+    from .guard.attest import verify_signatures as check
+
+    return check(Store.open(store))
+
+
+def served_generation(store: PathLike = ".") -> str | None:
+    """The generation the protected branch serves, or None."""
+    s = Store.open(store)
+    tip = s.tip()
+    return refs.served_generation(tip) if tip else None
+
+
+def load(store: PathLike = ".", generation: str | None = None, path_only: bool = False):
+    """(model, tokenizer) of a generation (default: the one the protected branch serves).
+
+    The weights are materialised read-only from the DVC cache (fetched from the remote if needed)
+    and re-hashed against the generation's hashes.csv before loading; safetensors only.
+    With path_only=True, return the directory instead.
+
+    Raises:
+        StoreError: the protected branch serves no generation yet.
+    """
+    s = Store.open(store)
+    if generation is None:
+        tip = s.tip()
+        generation = refs.served_generation(tip) if tip else None
+        if generation is None:
+            raise StoreError("the protected branch serves no generation yet", "Promote one with 'lineage promote'.")
+    path = weights.checkout(s, generation)
+    if path_only:
+        return path
+    from .adapters.model import load as load_model  # torch, only when a model is asked for
+
+    return load_model(path)
+
+
+# ---------------------------------------------------------------- keys and the hub
+
+
+def keys_init(principal: str | None = None, path: str | None = None, store: PathLike = "."):
+    """Create (or keep) a signing key and say which allowed_signers line lists it."""
+    from .core.errors import NotAStoreError
+    from .guard import signers
+
+    try:
+        opened: Store | None = Store.open(store)
+    except NotAStoreError:
+        opened = None
+    return signers.keys_init(principal, path, opened)
+
+
+def keys_allow(principal: str, public_key: str, roles: list[str], store: PathLike = ".") -> str:
+    """Stage an allowed_signers line for a key; 'lineage change' commits it."""
+    from .guard import signers
+
+    return signers.keys_allow(Store.open(store), principal, public_key, roles)
+
+
+def hub_init(path: PathLike, store: PathLike | None = ".", name: str = "hub"):
+    """Create a hub; register it as a remote of the store at `store` when that is a store."""
+    from .core.errors import NotAStoreError
+    from .guard import hub
+
+    try:
+        opened = Store.open(store) if store is not None else None
+    except NotAStoreError:
+        opened = None
+    return hub.init(path, opened.protected if opened else "main", opened, name)
+
+
+def push(store: PathLike = ".", remote: str = "hub") -> _sync.PushResult:
+    """Push DVC data, then every lineage ref atomically."""
+    return _sync.push(Store.open(store), remote)
+
+
+def pull(store: PathLike = ".", remote: str = "hub") -> dict:
+    """Fetch lineage refs and DVC data; fast-forward the protected branch through the arbiter."""
+    return _sync.pull(Store.open(store), remote)
+
+
+def report_data(store: PathLike = ".") -> dict:
+    """Everything `lineage report` draws, as plain JSON-ready data."""
+    from .store import overview
+
+    return overview.gather(Store.open(store))

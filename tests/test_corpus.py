@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from lineage import corpus
-from lineage.data import PROBE_KINDS, read_delta, training_text
-from lineage.policy import DataRules
+from lineage.core import corpus
+from lineage.core.data import PROBE_KINDS, read_delta, training_text
+from lineage.core.policy import DataRules
 
 ERAS = range(corpus.ERAS + 2)  # two beyond the default count: `corpus write N` accepts any era
 

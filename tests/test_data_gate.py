@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import dvc, error_lines, git, read_params, run_cli, set_params, stage
 
-from lineage.data import Delta, sample_replay, training_text
+from lineage.core.data import Delta, sample_replay, training_text
 
 DELTAS = Path("data/deltas")
 FAKE_AWS_KEY = "AKIAIOSFODNN7EXAMPLE"

@@ -7,8 +7,8 @@ import shlex
 import pytest
 from click.testing import CliRunner
 
-from lineage import docs
-from lineage.cli import cli
+from lineage.ui import docs
+from lineage.ui.cli import cli
 
 from conftest import PROJECT
 

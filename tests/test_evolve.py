@@ -120,7 +120,7 @@ def test_window_refuses_without_new_data_and_stays_closed_off_cycle(store):
 
 def test_second_evolve_at_once_is_refused(store):
     sys.path.insert(0, str(Path(__file__).parents[1]))
-    from lineage.evolve import window_lock
+    from lineage.loop.evolve import window_lock
 
     with window_lock(store):
         proc = lineage(store, "evolve", "-k", "1", check=False)
@@ -158,7 +158,7 @@ def test_candidate_that_edits_the_policy_is_high_risk_and_never_promoted(store):
     sys.path.insert(0, str(Path(__file__).parents[1]))
     import pygit2
 
-    from lineage.evolve import classify_risk
+    from lineage.loop.risk import classify_risk
 
     repo = pygit2.Repository(str(store))
     level, reasons = classify_risk(repo, str(repo.references["refs/heads/main"].target),

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lineage import faults
+from lineage.core import faults
 from conftest import relaxed_tiny, write_template_params
 
 TINY = relaxed_tiny(30, 20)
@@ -45,9 +45,9 @@ def rev(store: Path, name: str) -> str | None:
 
 
 def events(store: Path) -> list[dict]:
-    from lineage import ledger
+    from lineage import api
 
-    return [e.to_dict() for e in ledger.read(store)]
+    return [e.to_dict() for e in api.events(store)]
 
 
 def clone_store(src: Path, dest: Path) -> Path:
@@ -99,7 +99,7 @@ def assert_settled(store: Path) -> None:
 
 
 def served_weights_are(store: Path, generation: str) -> None:
-    from lineage.pipeline.parent import check_against, parse_hashes_csv
+    from lineage.core.hashes import check_against, parse_hashes_csv
 
     recorded = sh(["git", "show", f"lineage/gen/{generation}:reports/train/hashes.csv"], store).stdout
     check_against(store / "models" / "child", parse_hashes_csv(recorded), generation)
@@ -207,7 +207,7 @@ def test_rollback_killed_at_each_step_is_whole_or_absent_and_a_rerun_does_not_ro
     assert "Rollback-To: G000" in sh(["git", "log", "-1", "--format=%B", "main"], store).stdout
     assert [e["event"] for e in events(store)[before:]].count("ROLLBACK") == 1
     assert_settled(store)
-    from lineage.pipeline.parent import check_against, parse_hashes_csv
+    from lineage.core.hashes import check_against, parse_hashes_csv
 
     check_against(store / "models" / "child", parse_hashes_csv(
         sh(["git", "show", "lineage/gen/G000:reports/train/hashes.csv"], store).stdout), "G000")

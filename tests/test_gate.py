@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lineage.errors import MetricsError
-from lineage.gate import Criterion, GateReport, composite, judge, load_gate_report
-from lineage.metrics import BudgetUsed, EvalMetrics, ModelScores, load_eval_metrics
-from lineage.policy import Policy
-from lineage.reports import DIFFERS, render_eval_md, render_model_card
+from lineage.core.errors import MetricsError
+from lineage.core.gate import Criterion, GateReport, composite, judge, load_gate_report
+from lineage.core.metrics import BudgetUsed, EvalMetrics, ModelScores, load_eval_metrics
+from lineage.core.policy import Policy
+from lineage.core.cards import DIFFERS, render_eval_md, render_model_card
 
 CASES = sorted((Path(__file__).parent / "data" / "gates").glob("*.yaml"))
 
@@ -118,7 +118,7 @@ def test_digest_changes_with_what_was_judged():
 
 
 def test_report_policy_digest_matches_policy():
-    from lineage.canonical import digest_obj
+    from lineage.core.canonical import digest_obj
     report, _ = _report(policy=Policy.from_dict({"recall_tolerance": 0.1}))
     assert digest_obj(report.policy) == Policy.from_dict({"recall_tolerance": 0.1}).digest()
 

@@ -120,7 +120,7 @@ def _fresh_clone(store: Path, dest: Path) -> Path:
 
 
 def _restorable_from_a_fresh_clone(store: Path, clone: Path) -> None:
-    from lineage.pipeline.parent import check_against, parse_hashes_csv
+    from lineage.core.hashes import check_against, parse_hashes_csv
 
     for generation in ("G000", "G001"):  # promoted generations, through lineage checkout
         out = json.loads(lineage(clone, "--json", "checkout", generation, "--dest", str(clone / generation)).stdout)
@@ -181,8 +181,10 @@ def test_gc_waits_for_no_one_it_is_refused_while_a_lineage_command_runs(collecte
     store = collected[0]
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
-        "from lineage import recovery\n"
-        "with recovery.operation(sys.argv[1], 'promote', candidate='x', protected='main', old='0', new='0'):\n"
+        "from lineage.store import journal\n"
+        "from lineage.store.root import Store\n"
+        "with journal.operation(Store.open(sys.argv[1]), 'promote', candidate='x', protected='main', old='0',"
+        " new='0'):\n"
         "    print('ready', flush=True); time.sleep(60)\n"), str(store)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"

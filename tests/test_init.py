@@ -56,7 +56,7 @@ def test_init_installs_the_arbiter_hook(tmp_path):
     store = init_store(tmp_path / "store")
     hook = store / ".git" / "hooks" / "reference-transaction"
     assert hook.is_file() and os.access(hook, os.X_OK)
-    assert "lineage.hook" in hook.read_text()
+    assert "lineage.guard.hook" in hook.read_text()
 
 
 def test_init_creates_a_missing_directory(tmp_path):
@@ -183,8 +183,8 @@ HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "dvc", "pygit2")
 def test_help_imports_no_heavy_library(argv):
     script = (
         "import json, sys\n"
-        "import lineage.cli\n"
-        f"lineage.cli.cli.main({argv!r}, prog_name='lineage', standalone_mode=False)\n"
+        "import lineage.ui.cli\n"
+        f"lineage.ui.cli.cli.main({argv!r}, prog_name='lineage', standalone_mode=False)\n"
         f"heavy = {HEAVY!r}\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lineage.errors import PolicyError, UsageError
-from lineage.policy import Budget, DataRules, FirstGeneration, Policy, load_policy
+from lineage.core.errors import PolicyError, UsageError
+from lineage.core.policy import Budget, DataRules, FirstGeneration, Policy, load_policy
 
 DEFAULTS = {
     "schema_version": 1,

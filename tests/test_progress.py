@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from lineage.progress import Progress
+from lineage.core.progress import Progress
 
 
 class Tty(io.StringIO):

@@ -104,7 +104,7 @@ def test_passing_candidate_is_merged_fast_forward_through_the_hook_then_rolled_b
     assert sh(["git", "rev-parse", "main~1"], store).stdout.strip() == candidate  # forward, never a rewrite
     g000 = sh(["git", "show", "lineage/gen/G000:reports/train/hashes.csv"], store).stdout
     assert (store / "reports" / "train" / "hashes.csv").read_text() == g000
-    from lineage.pipeline.parent import check_against, parse_hashes_csv
+    from lineage.core.hashes import check_against, parse_hashes_csv
 
     check_against(store / "models" / "child", parse_hashes_csv(g000), "G000")  # weights back in place
 

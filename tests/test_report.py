@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lineage import report as rep
-from lineage.errors import UsageError
+from lineage.ui import report as rep
+from lineage.core.errors import UsageError
 from conftest import relaxed_tiny, write_template_params
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lineage.errors import UnsafePathError, UnsafeWeightsError
-from lineage.safety import (
+from lineage.core.errors import UnsafePathError, UnsafeWeightsError
+from lineage.core.safety import (
     SECRET_PATTERNS,
     check_safetensors,
     check_store_path,

@@ -6,9 +6,9 @@ import pytest
 import yaml
 from conftest import PROJECT, error_lines, read_params, stage
 
-from lineage.errors import ParamsError, PolicyError, UsageError
-from lineage.policy import Policy
-from lineage.settings import SCHEMA, Settings, load_yaml, parse_overrides
+from lineage.core.errors import ParamsError, PolicyError, UsageError
+from lineage.core.policy import Policy
+from lineage.core.settings import SCHEMA, Settings, load_yaml, parse_overrides
 
 
 def test_empty_params_take_every_default():

@@ -17,7 +17,7 @@ import pygit2
 import pytest
 
 from conftest import copy_store, relaxed_tiny, run, run_cli, write_template_params
-from lineage.canonical import canonical_json
+from lineage.core.canonical import canonical_json
 
 pytestmark = pytest.mark.slow
 

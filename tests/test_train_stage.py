@@ -16,10 +16,10 @@ import pytest
 import yaml
 from conftest import TINY_PARAMS, TINY_STEPS, dvc, error_lines, git, read_params, set_params, stage
 
-from lineage.canonical import digest_obj
-from lineage.pipeline.parent import parse_hashes_csv, weights_digest
-from lineage.policy import Policy
-from lineage.safety import check_safetensors
+from lineage.core.canonical import digest_obj
+from lineage.core.hashes import parse_hashes_csv, weights_digest
+from lineage.core.policy import Policy
+from lineage.core.safety import check_safetensors
 
 CHILD = Path("models/child")
 FAILURE = Path("reports/train_failure.json")

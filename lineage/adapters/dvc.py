@@ -1,4 +1,7 @@
-"""DVC adapter: the dvc CLI for commands a user would run, the cache layout for reads."""
+"""DVC adapter: the dvc CLI for commands a user would run, the cache layout for reads.
+
+The only module that starts dvc or imports it; each function names the one DVC operation it does.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import IntegrityError, StoreError
+from ..core.errors import IntegrityError, StoreError
 
 ENV = {"DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
 
@@ -125,3 +128,88 @@ def materialise(cache: Path, md5_dir: str, dest: Path, read_only: bool = True) -
             os.chmod(target, 0o444)
         names.append(entry["relpath"])
     return names
+
+
+# ---------------------------------------------------------------- named operations
+
+
+def init(root: Path, cache_types: str) -> None:
+    """dvc init, analytics off, the cache linked rather than copied where the file system allows."""
+    if not (root / ".dvc").is_dir():
+        dvc(["init", "-q"], cwd=root)
+    dvc(["config", "core.analytics", "false"], cwd=root)
+    dvc(["config", "cache.type", cache_types], cwd=root)
+
+
+def set_default_remote(root: Path, url: str, local: bool) -> None:
+    """The default remote 'origin' (local=True: in .dvc/config.local, not shared through git)."""
+    dvc(["remote", "add", *(["--local"] if local else []), "-f", "-d", "origin", url], cwd=root)
+
+
+def default_remote_url(root: Path) -> str | None:
+    """The URL of the default remote, or None."""
+    name = dvc(["remote", "default"], cwd=root, check=False).stdout.strip()
+    if not name:
+        return None
+    for line in dvc(["remote", "list"], cwd=root, check=False).stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == name:
+            return parts[1]
+    return None
+
+
+def add(root: Path, path: str) -> None:
+    """Track a file with DVC (writes path.dvc and a .gitignore beside it)."""
+    dvc(["add", "-q", path], cwd=root)
+
+
+def repro(root: Path, echo=None) -> subprocess.CompletedProcess:
+    """dvc repro of the whole pipeline; never raises (the caller reads the stage's error line)."""
+    return dvc(["repro"], cwd=root, check=False, echo=echo)
+
+
+def push(root: Path, everything: bool = False, check: bool = False) -> subprocess.CompletedProcess:
+    """Send data to the default remote: the work tree's, or (everything) every branch's and tag's."""
+    return dvc(["push", "-q", *(["--all-branches", "--all-tags"] if everything else [])], cwd=root, check=check)
+
+
+def pull(root: Path) -> subprocess.CompletedProcess:
+    return dvc(["pull", "-q", "--allow-missing"], cwd=root, check=False)
+
+
+def checkout(root: Path) -> None:
+    """Make the work tree's DVC outputs match dvc.lock (best effort: missing data stays missing)."""
+    dvc(["checkout", "-q", "--force"], cwd=root, check=False)
+
+
+def remote_status(root: Path, everything: bool = False) -> tuple[dict | None, str]:
+    """(outputs not in the remote, or None when it cannot be asked, with DVC's reason)."""
+    args = ["status", "--cloud", *(["--all-branches", "--all-tags"] if everything else []), "--json"]
+    proc = dvc(args, cwd=root, check=everything)
+    if proc.returncode != 0:
+        return None, (proc.stderr.strip().splitlines() or ["remote unreachable"])[-1]
+    return json.loads(proc.stdout or "{}") or {}, ""
+
+
+def gc(root: Path, keep: list[str], cloud: bool, dry_run: bool) -> str:
+    """dvc gc keeping what keep names; return DVC's own report text."""
+    args = ["gc", *keep, "--force", *(["--cloud"] if cloud else []), *(["--dry"] if dry_run else [])]
+    proc = dvc(args, cwd=root)
+    return proc.stdout + proc.stderr
+
+
+def fetch_rev(root: Path, rev: str, what: str | None = None, target: str = "models/child") -> None:
+    """Fetch one output of a commit from the DVC remote into the cache (DVC's Python API).
+
+    Raises:
+        IntegrityError: DVC could not fetch it.
+    """
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            repo.fetch(targets=[target], revs=[rev], workspace=False)
+    except DvcException as exc:
+        raise IntegrityError(what or f"{target} of {rev[:12]}",
+                             f"its weights could not be fetched from the DVC remote ({exc})") from None

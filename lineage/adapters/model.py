@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ParamsError, UnsafeWeightsError
+from ..core.errors import ParamsError, UnsafeWeightsError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -64,7 +64,7 @@ def check_model_dir(path: str | Path) -> Path:
                           "Set 'base' to a local directory with config.json and *.safetensors, or 'scratch'.")
     if not (path / "config.json").is_file():
         raise ParamsError("base", f"{path} has no config.json", "Point 'base' at a transformers model directory.")
-    from ..safety import check_weights_dir
+    from ..core.safety import check_weights_dir
 
     weights = check_weights_dir(path)
     if not weights:
@@ -87,3 +87,34 @@ def load(path: str | Path, device: str = "cpu", dtype: str | None = None):
     ).to(device)
     model.eval()
     return model, tok
+
+
+def compare_weights(a: str | Path, b: str | Path, top: int = 5) -> dict:
+    """How b's tensors differ from a's: share of parameters and tensors changed, the most changed.
+
+    A tensor b has and a lacks (or shapes differ) counts as wholly changed; the ranking is each
+    changed tensor's relative L2 change ||b - a|| / ||a||.
+    """
+    from safetensors.torch import load_file
+
+    ta = {k: v for f in sorted(Path(a).glob("*.safetensors")) for k, v in load_file(f).items()}
+    tb = {k: v for f in sorted(Path(b).glob("*.safetensors")) for k, v in load_file(f).items()}
+    total = changed = changed_tensors = 0
+    ranked = []
+    for name, tensor in tb.items():
+        total += tensor.numel()
+        other = ta.get(name)
+        if other is None or other.shape != tensor.shape:
+            changed += tensor.numel()
+            changed_tensors += 1
+            continue
+        delta = tensor.float() - other.float()
+        n = int((delta != 0).sum())
+        if n:
+            changed += n
+            changed_tensors += 1
+            ranked.append((name, float(delta.norm() / (other.float().norm() + 1e-12))))
+    ranked.sort(key=lambda r: -r[1])
+    return {"params_changed_pct": round(100 * changed / max(total, 1), 4),
+            "tensors_changed_pct": round(100 * changed_tensors / max(len(tb), 1), 4),
+            "most_changed": [{"tensor": n, "relative_change": round(r, 6)} for n, r in ranked[:top]]}

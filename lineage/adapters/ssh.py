@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import StoreError, UsageError
+from ..core.errors import StoreError, UsageError
 
 
 def _keygen(args: list[str], data: bytes | None = None) -> subprocess.CompletedProcess:

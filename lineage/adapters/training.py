@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BudgetExceededError, ParamsError
+from ..core.errors import BudgetExceededError, ParamsError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

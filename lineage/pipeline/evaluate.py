@@ -6,8 +6,8 @@ import json
 import time
 from pathlib import Path
 
-from ..canonical import write_json
-from ..errors import MetricsError
+from ..core.canonical import write_json
+from ..core.errors import MetricsError
 from .common import CHILD_DIR, EVAL_REPORTS, METRICS, PARENT_DIR, PARENT_INFO, PROBES, log
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     import torch
 
     from ..adapters import evaluate, model
-    from ..settings import Settings
+    from ..core.settings import Settings
 
     settings = Settings.load()
     torch.manual_seed(settings["seed"])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..canonical import sha256_file, write_json
-from ..errors import MetricsError
+from ..core.canonical import sha256_file, write_json
+from ..core.errors import MetricsError
 from .common import GATE_REPORT, METRICS, PARENT_INFO, PROBES, TRAIN_FAILURE, TRAIN_REPORTS, log, protected_policy
 
 
 def probes_digest(directory: Path = PROBES) -> str:
-    from ..canonical import digest_obj
+    from ..core.canonical import digest_obj
 
     return digest_obj({p.name: sha256_file(p) for p in sorted(directory.glob("*.jsonl"))})
 
@@ -31,9 +31,9 @@ def collect_hashes() -> dict:
 
 
 def main() -> None:
-    from ..gate import judge
-    from ..metrics import load_budget_used, load_eval_metrics
-    from ..reports import render_eval_md, render_model_card
+    from ..core.gate import judge
+    from ..core.metrics import load_budget_used, load_eval_metrics
+    from ..core.cards import render_eval_md, render_model_card
 
     # Remove any earlier verdict first: an error below must not leave a PASS lying around.
     for path in (GATE_REPORT, Path("EVAL.md"), Path("MODEL_CARD.md")):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..canonical import sha256_file, write_json
-from ..data import list_deltas, read_delta, sample_replay, training_text
-from ..errors import DataGateError
+from ..core.canonical import sha256_file, write_json
+from ..core.data import list_deltas, read_delta, sample_replay, training_text
+from ..core.errors import DataGateError
 from .common import DELTAS, PARENT_INFO, PREPARED, PROBES, log, protected_policy
 
 
@@ -17,7 +17,7 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def main() -> None:
-    from ..settings import Settings
+    from ..core.settings import Settings
 
     root = Path(".")
     settings = Settings.load()

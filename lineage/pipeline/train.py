@@ -8,11 +8,11 @@ import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ..canonical import digest_obj, write_json
-from ..errors import BudgetExceededError
+from ..core.canonical import digest_obj, write_json
+from ..core.errors import BudgetExceededError
 from .common import (CHECKPOINTS, CHILD_DIR, PARENT_DIR, PARENT_INFO, PREPARED, TRAIN_FAILURE, TRAIN_REPORTS,
                      log, protected_policy)
-from .parent import hash_dir, hashes_csv, weights_digest
+from ..core.hashes import hash_dir, hashes_csv, weights_digest
 
 
 def _versions() -> dict:
@@ -62,7 +62,7 @@ def materialise_critic(parent: dict, manifest: dict) -> Path | None:
     manifest says which it was.
     """
     from ..adapters import dvc
-    from ..errors import ParamsError
+    from ..core.errors import ParamsError
 
     if parent.get("kind") != "generation":
         raise ParamsError("train.method", "distill needs a parent generation to learn from",
@@ -79,7 +79,7 @@ def materialise_critic(parent: dict, manifest: dict) -> Path | None:
 
 def main() -> None:
     from ..adapters import training
-    from ..settings import Settings
+    from ..core.settings import Settings
 
     settings = Settings.load()
     judged = protected_policy()
@@ -101,7 +101,7 @@ def main() -> None:
         digest = digest_obj(manifest)
     records = [json.loads(line) for line in (PREPARED / "train.jsonl").read_text().splitlines() if line]
     checkpoints = CHECKPOINTS / digest.split(":")[1][:16]
-    from ..progress import Progress
+    from ..core.progress import Progress
 
     bar = Progress("train", train_params["max_steps"], "steps")
     try:

@@ -1,0 +1,244 @@
+"""The arbiter: may the protected branch move from commit A to commit B?
+
+Used by `lineage promote`, by the reference-transaction hook and by the hub's receive hook. It
+re-derives the verdict from evidence in B and the policy of A; it never trusts B's own report
+or B's own policy, and never retrains: cost is independent of model size.
+
+Gather, then judge: ``evidence.gather_move`` reads git; ``judge_move`` decides over plain data
+and is tested from data files (``tests/data/moves``), one case per refusal reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass
+
+import yaml
+
+from ..core.canonical import digest_bytes, digest_obj
+from ..core.errors import ArbiterRefusedError, LineageError
+from ..core.gate import judge
+from ..core.metrics import BudgetUsed, EvalMetrics
+from ..core.policy import Policy
+from .attest import require
+from .evidence import DELTA_DVC, ROLLBACK_FILES, SIGNERS_FILE, DeltaFile, MoveEvidence, as_bytes, gather_move
+
+# What a generation commit may touch relative to its parent commit.
+GENERATION_PATHS = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/*", "reports/**",
+                    "data/deltas/*.dvc", "data/deltas/.gitignore", "data/.gitignore", "params.yaml")
+# What an approved change may never touch: the evidence of the served generation.
+EVIDENCE = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why a move is allowed."""
+
+    kind: str  # "promotion" | "rollback" | "change" | "create" | "noop"
+    generation: str | None
+    verdict: str | None
+    composite: float | None
+
+
+def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -> Decision:
+    """Allow or refuse moving refs/heads/<protected> from old_id to new_id.
+
+    Raises:
+        ArbiterRefusedError: with the first reason the move is not allowed.
+    """
+    return judge_move(gather_move(repo, old_id, new_id, protected))
+
+
+def judge_move(ev: MoveEvidence) -> Decision:
+    """Decide a move from its evidence alone (pure).
+
+    Raises:
+        ArbiterRefusedError: with the first reason the move is not allowed.
+    """
+    ref = ev.ref
+    if ev.new is None:
+        raise ArbiterRefusedError(ref, "deleting the protected branch is never allowed")
+    if ev.old is None:
+        # Creating the branch: only a store's init commit may start it.
+        if ev.new_root_init:
+            return Decision("create", None, None, None)
+        raise ArbiterRefusedError(ref, "the protected branch may only be created by 'lineage init'")
+    if ev.old == ev.new:
+        return Decision("noop", None, None, None)
+    if ev.new_parents != [ev.old]:
+        if ev.descends:
+            raise ArbiterRefusedError(ref, f"{ev.new[:12]} is not a single generation commit on top of "
+                                           f"{ev.old[:12]}", "Promote one gated candidate at a time.")
+        raise ArbiterRefusedError(ref, f"not a fast-forward: {ev.new[:12]} does not descend from the tip "
+                                       f"{ev.old[:12]}", "The candidate is stale: re-run 'lineage propose'.")
+    if "Rollback-To" in ev.trailers:
+        return _judge_rollback(ev)
+    if "Approved-Change" in ev.trailers:
+        return _judge_approved_change(ev)
+    generation = ev.trailers.get("Generation")
+    if not generation:
+        raise ArbiterRefusedError(ref, "the commit is not a lineage generation (no Generation: trailer)",
+                                  "Train a candidate with 'lineage propose' and promote it.")
+    _judge_generation_paths(ev)
+    return _judge_evidence(ev, generation)
+
+
+def _policy_of(text: str | None):
+    return (yaml.safe_load(text or "") or {}).get("policy")
+
+
+def _judge_generation_paths(ev: MoveEvidence) -> None:
+    """A generation touches only its evidence, registered deltas and (not the policy of) params.yaml."""
+    ref = ev.ref
+    for path in ev.changed:
+        if path == "params.yaml":
+            continue
+        if path == SIGNERS_FILE:
+            raise ArbiterRefusedError(ref, f"the candidate edits {SIGNERS_FILE}, the list of who may promote and approve",
+                                      "Signers change only by a person's approved change: 'lineage keys allow', "
+                                      "then 'lineage change'.")
+        if not any(fnmatch.fnmatch(path, pattern) for pattern in GENERATION_PATHS):
+            raise ArbiterRefusedError(ref, f"the candidate changes {path}, which a generation may not touch",
+                                      "Changes to code, stages or hooks need a person's approved change, not a promotion.")
+        if fnmatch.fnmatch(path, DELTA_DVC) and path in ev.delta_files:
+            _judge_delta_dvc_file(ref, path, ev.delta_files[path])
+    if "params.yaml" in ev.changed and \
+            _policy_of(ev.new_files.get("params.yaml")) != _policy_of(ev.old_files.get("params.yaml")):
+        raise ArbiterRefusedError(ref, "the candidate edits the policy it is judged by",
+                                  "Policy changes need a person's approved change, never a promotion.")
+
+
+def _judge_delta_dvc_file(ref: str, path: str, entry: DeltaFile) -> None:
+    """A delta's .dvc file may only track the data file beside it, as `lineage data add` writes it.
+
+    `dvc checkout` (run by promote and pull) writes an out wherever its path points: a path with
+    '..' or a 'wdir' would let a generation overwrite stage scripts or dvc.yaml with bytes it put in
+    the DVC remote, code no person approved.
+    """
+    expected = posixpath.basename(path)[:-len(".dvc")]
+    hint = "Register data with 'lineage data add FILE'; it writes the .dvc file."
+    if not entry.regular:
+        raise ArbiterRefusedError(ref, f"{path} is not a regular file; a delta's .dvc file may only track {expected}", hint)
+    try:
+        data = yaml.safe_load(entry.text or "")
+    except yaml.YAMLError:
+        data = None
+    outs = data.get("outs") if isinstance(data, dict) else None
+    paths = [o.get("path") if isinstance(o, dict) else o for o in outs] if isinstance(outs, list) else []
+    if not paths or not isinstance(data, dict) or set(data) != {"outs"} or any(p != expected for p in paths):
+        shown = ", ".join(repr(p) for p in paths) or "nothing readable"
+        extra = f" (with {', '.join(sorted(set(data) - {'outs'}))})" if isinstance(data, dict) and set(data) - {"outs"} else ""
+        raise ArbiterRefusedError(ref, f"{path} tracks {shown}{extra}; a delta's .dvc file may only track "
+                                       f"{expected}, the file beside it", hint)
+
+
+def _judge_evidence(ev: MoveEvidence, generation: str) -> Decision:
+    """Re-derive the verdict from the candidate's evidence under the replaced commit's policy."""
+    ref, files = ev.ref, ev.new_files
+    metrics_raw, budget_raw, report_raw = (as_bytes(files.get(p)) for p in
+                                           ("metrics.json", "reports/train/metrics.json", "reports/gate.json"))
+    try:
+        policy = Policy.from_params(yaml.safe_load(ev.old_files.get("params.yaml") or "") or {})
+        if metrics_raw is None or budget_raw is None or report_raw is None:
+            raise ArbiterRefusedError(ref, "the candidate commit lacks metrics.json, reports/train/metrics.json "
+                                           "or reports/gate.json", "Re-run 'lineage propose'.")
+        metrics = EvalMetrics.from_dict(json.loads(metrics_raw))
+        budget_dict = _mapping(json.loads(budget_raw), "reports/train/metrics.json")
+        budget = BudgetUsed.from_dict(budget_dict)
+        report = _mapping(json.loads(report_raw), "reports/gate.json")
+        manifest_raw = as_bytes(files.get("reports/train/manifest.json"))
+        manifest = None if manifest_raw is None else _mapping(json.loads(manifest_raw), "reports/train/manifest.json")
+        stages = _mapping(yaml.safe_load(files.get("dvc.lock") or "") or {}, "dvc.lock").get("stages") or {}
+        eval_outs = {o["path"]: _mapping(o, "dvc.lock out") for o in (stages.get("eval") or {}).get("outs", [])}
+        train_outs = {o["path"] for o in (stages.get("train") or {}).get("outs", [])}
+    except ArbiterRefusedError:
+        raise
+    except (LineageError, ValueError, yaml.YAMLError, TypeError, AttributeError, KeyError) as exc:
+        raise ArbiterRefusedError(ref, f"unreadable evidence: {exc}") from None
+
+    # The evidence must be the evidence: hashes in the report match the committed files.
+    hashes = report.get("hashes") if isinstance(report.get("hashes"), dict) else {}
+    if hashes.get("metrics") != digest_bytes(metrics_raw):
+        raise ArbiterRefusedError(ref, "metrics.json does not match the hash the gate report judged")
+    if hashes.get("hashes_csv") != digest_bytes(as_bytes(files.get("reports/train/hashes.csv")) or b""):
+        raise ArbiterRefusedError(ref, "reports/train/hashes.csv does not match the gate report")
+    if manifest is None or hashes.get("manifest") != digest_obj(manifest) \
+            or budget_dict.get("manifest_digest") != hashes.get("manifest"):
+        raise ArbiterRefusedError(ref, "the evolution manifest does not match the gate report")
+    if hashes.get("child_weights") != budget_dict.get("weights_sha256"):
+        raise ArbiterRefusedError(ref, "the weights digest in the gate report differs from the training record")
+    if eval_outs.get("metrics.json", {}).get("md5") != hashlib.md5(metrics_raw).hexdigest():
+        raise ArbiterRefusedError(ref, "dvc.lock's metrics.json hash does not match the committed metrics.json")
+    if "models/child" not in train_outs:
+        raise ArbiterRefusedError(ref, "dvc.lock records no trained weights (models/child)")
+
+    # The parent must be the current generation of A.
+    parent = manifest.get("parent")
+    parent_gen = parent.get("generation") if isinstance(parent, dict) else None
+    if parent_gen != ev.served_by_old:
+        raise ArbiterRefusedError(ref, f"the candidate was trained from {parent_gen or 'the base'}, but the "
+                                       f"protected branch serves {ev.served_by_old or 'no generation'}",
+                                  "The candidate is stale: re-run 'lineage propose' from the current tip.")
+
+    verdict = judge(policy, metrics, budget, hashes=hashes, policy_source={"ref": ev.protected, "commit": ev.old})
+    if verdict.verdict != "PASS":
+        raise ArbiterRefusedError(ref, f"{generation} fails the gate under {ev.protected}'s policy: "
+                                       f"{', '.join(verdict.failed)}", "Train a better candidate.")
+    return Decision("promotion", generation, "PASS", verdict.composite)
+
+
+def _mapping(value, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} is not a mapping")
+    return value
+
+
+def _judge_rollback(ev: MoveEvidence) -> Decision:
+    """A rollback may only restore a generation that was promoted before, exactly as it was."""
+    ref, target = ev.ref, ev.trailers["Rollback-To"]
+    for path in ev.changed:
+        # a rollback restores evidence only: never code, policy, data or who may sign
+        if path not in EVIDENCE and not path.startswith("reports/"):
+            raise ArbiterRefusedError(ref, f"the rollback changes {path}; a rollback may only restore a "
+                                           "generation's dvc.lock, metrics, reports and cards")
+    if ev.rollback_target_files is None:
+        raise ArbiterRefusedError(ref, f"{target} was never promoted on this branch; a rollback can only restore "
+                                       "a promoted generation", "See 'lineage log' for promoted generations.")
+    for path in ROLLBACK_FILES:
+        if ev.rollback_target_files.get(path) != ev.new_files.get(path):
+            raise ArbiterRefusedError(ref, f"the rollback's {path} differs from {target}'s")
+    return Decision("rollback", target, None, None)
+
+
+def _judge_approved_change(ev: MoveEvidence) -> Decision:
+    """A person's change to policy, stages or code: approved by name, never touching a generation.
+
+    Without signatures (see the security page) the approval is a recorded claim, not a proof;
+    the hub is where a team restricts who may push it.
+    """
+    ref = ev.ref
+    approver = ev.trailers.get("Approved-By", "").strip()
+    if not approver or "<" not in approver:
+        raise ArbiterRefusedError(ref, "an approved change needs an 'Approved-By: Name <email>' trailer",
+                                  "Use 'lineage change --reason TEXT' on the protected branch.")
+    if not ev.trailers.get("Reason", "").strip():
+        raise ArbiterRefusedError(ref, "an approved change needs a 'Reason:' trailer")
+    for path in ev.changed:
+        if path in EVIDENCE or path.startswith("reports/") or path.startswith("models/"):
+            raise ArbiterRefusedError(ref, f"an approved change may not touch {path}: generations move only "
+                                           "by promotion or rollback")
+    return Decision("change", ev.served_by_old, None, None)
+
+
+def check_signed_move(repo, old_id: str | None, new_id: str, protected: str = "main", logs=()) -> Decision:
+    """check_move, then the signed attestation the commit being replaced may require (see attest.py).
+
+    logs: extra evolution-log tips to look for attestations in (the hub passes the pushed one).
+    """
+    decision = check_move(repo, old_id, new_id, protected)
+    if decision.kind in ("promotion", "rollback", "change"):
+        require(repo, old_id, new_id, protected, logs)
+    return decision

@@ -1,0 +1,1 @@
+"""loop: the evolution loop (windows, risk, proposals, shadow, stats), built on moves."""

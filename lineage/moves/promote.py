@@ -1,0 +1,150 @@
+"""promote: fast-forward the protected branch to a gated candidate, then check out and burn in.
+
+The branch, the generation tag and the COMMIT event move in one ref transaction (compare-and-swap):
+all or none. After the move the work tree follows, the weights are checked out and the burn-in
+runs; a failed burn-in rolls back by itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..adapters import dvc, git
+from ..core import faults
+from ..core.errors import ArbiterRefusedError
+from ..guard.arbiter import check_move
+from ..guard.attest import attest
+from ..store import journal, ledger, refs, transaction
+from ..store.journal import Operation
+from ..store.locks import work_tree_lock
+from .burnin import run_burn_in
+from .rollback import rollback
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A move of the protected branch."""
+
+    generation: str
+    kind: str
+    old: str
+    new: str
+    composite: float | None = None
+
+
+def promote(store, candidate: str, approved_by: str | None = None, cycle: int | None = None,
+            burn_in: bool = True) -> Promotion:
+    """Fast-forward the protected branch to a gated candidate (compare-and-swap), then check out.
+
+    Raises:
+        UsageError: no such candidate.
+        ArbiterRefusedError: the arbiter refused the move, or another promotion won the race.
+        DirtyTreeError: the work tree has changes of its own.
+    """
+    transaction.require_clean(store)
+    repo = store.repo
+    new = refs.candidate_commit(repo, candidate)
+    old = str(store.tip().id)
+    done = journal.finished("promote", new=new)
+    if done is not None:
+        return done  # this very command was killed and recovery has just finished it
+    if new == old:
+        return _record_plain_git_promotion(store, candidate, new, approved_by, cycle, burn_in)
+    with journal.operation(store, "promote", candidate=candidate, protected=store.protected, old=old, new=new,
+                           approved_by=approved_by, cycle=cycle, burn_in=burn_in) as op:
+        faults.point("promote:journaled")
+        planted = None
+        try:
+            decision = check_move(repo, old, new, store.protected)
+            tag = refs.generation_tag(decision.generation)
+            planted = git.ref_commit(repo, f"refs/tags/{tag}")
+            if planted is not None and planted != new:
+                raise ArbiterRefusedError(
+                    f"refs/tags/{tag}", f"already points at {planted[:12]}, not at the "
+                    f"candidate {new[:12]}: a generation tag made outside 'lineage promote'",
+                    f"Inspect it (git show {tag}); delete it locally (git tag -d {tag}) if the hub does not hold "
+                    "it, then promote again.")
+        except ArbiterRefusedError as exc:
+            ledger.append(store, "ARBITER_VERIFY", refs.generation_of_name(candidate),
+                          {"candidate": candidate, "commit": new, "verdict": "REFUSED", "reason": exc.reason})
+            raise
+        ledger.append(store, "ARBITER_VERIFY", decision.generation,
+                      {"candidate": candidate, "commit": new, "verdict": "PASS", "composite": decision.composite})
+        faults.point("promote:verified")
+        attest(store, new, "promote", approved_by)  # signed and logged before anything moves
+        updates = [(store.protected_ref, new, old)]
+        if planted is None:
+            message = json.dumps({"generation": decision.generation, "commit": new, "previous": old,
+                                  "approved_by": approved_by})
+            updates.append((f"refs/tags/{tag}", transaction.make_tag(store, tag, new, message), None))
+        with work_tree_lock(store.git_dir, exclusive=True):
+            try:
+                # compare-and-swap: git refuses if the tip moved since we read it (a racing promoter).
+                transaction.move_refs(store, updates, "COMMIT", decision.generation,
+                                      {"old": old, "new": new, "ref": store.protected, "approved_by": approved_by,
+                                       "cycle": cycle})
+            except transaction.RefMovedError as exc:
+                raise ArbiterRefusedError(store.protected_ref, f"the protected branch moved while promoting "
+                                          f"(now {str(exc.actual)[:12]})",
+                                          "Another promotion won; re-gate the candidate with 'lineage propose'.") from None
+            op.update(durable=True, generation=decision.generation, kind=decision.kind, composite=decision.composite)
+            faults.point("promote:moved")
+            transaction.sync_work_tree(store, old, new)
+        return finish_promote(store, op)
+
+
+def _record_plain_git_promotion(store, candidate: str, new: str, approved_by, cycle, burn_in: bool) -> Promotion:
+    """The protected branch already holds the candidate: record what a plain git merge skipped.
+
+    `git merge --ff-only` passes the hook's arbiter but writes no generation tag, no COMMIT event,
+    no weights and no burn-in. Promoting the same candidate again adds them (once), after the
+    arbiter has judged the move once more. lineage writes the tag and the event in one
+    transaction, and tags travel with every clone, so a tagged generation is recorded already.
+    """
+    repo = store.repo
+    commit = repo[new]
+    parent = str(commit.parents[0].id) if commit.parents else None
+    generation = refs.served_generation(commit)
+    tag = f"refs/tags/{refs.generation_tag(generation)}"
+    if repo.references.get(tag) is not None:
+        return Promotion(generation, "already-promoted", parent, new)
+    decision = check_move(repo, parent, new, store.protected)
+    with journal.operation(store, "promote", candidate=candidate, protected=store.protected, old=parent, new=new,
+                           approved_by=approved_by, cycle=cycle, burn_in=burn_in) as op:
+        message = json.dumps({"generation": decision.generation, "commit": new, "previous": parent,
+                              "approved_by": approved_by})
+        updates = [(tag, transaction.make_tag(store, tag[len("refs/tags/"):], new, message), None)]
+        transaction.move_refs(store, updates, "COMMIT", decision.generation,
+                              {"old": parent, "new": new, "ref": store.protected, "approved_by": approved_by,
+                               "cycle": cycle, "recorded_after": "a plain git move"})
+        op.update(durable=True, generation=decision.generation, kind=decision.kind, composite=decision.composite)
+        return finish_promote(store, op)
+
+
+def finish_promote(store, op: Operation) -> Promotion:
+    """After the move: work tree, weights, burn-in (rolling back on failure); also what recovery resumes."""
+    d = op.data
+    transaction.sync_work_tree(store, d["old"], d["new"])
+    dvc.checkout(store.root)
+    faults.point("promote:checked-out")
+    generation = d["generation"]
+    failure = None
+    if d["burn_in"]:
+        fresh = "burn_in_failure" not in d
+        if fresh:
+            op.update(burn_in_failure=run_burn_in(store.root), burn_in_logged=False)
+        failure = d["burn_in_failure"]
+        if not d["burn_in_logged"]:
+            # resumed after a death between the append and the mark: the event may be there already
+            if fresh or not any(e.event == "BURN_IN" and e.generation == generation and e.timestamp >= d["started"]
+                                for e in ledger.read(store.repo)):
+                ledger.append(store, "BURN_IN", generation, {"passed": failure is None, "reason": failure,
+                                                             "cycle": d["cycle"]})
+            op.update(burn_in_logged=True)
+        faults.point("promote:burned-in")
+        if failure:
+            if git.rev_parse(store.root, store.protected_ref) == d["new"]:
+                rollback(store, f"burn-in failed: {failure}", None, cycle=d["cycle"])
+            return Promotion(generation, "rolled-back", d["old"], d["new"], d["composite"])
+    return Promotion(generation, d["kind"], d["old"], d["new"], d["composite"])

@@ -1,0 +1,199 @@
+"""propose: fork a candidate from the protected tip, run the pipeline, commit, push data, freeze.
+
+A failed or over-budget run is committed and frozen the same way, with its reason: the record
+keeps every attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..adapters import dvc, git
+from ..core import faults
+from ..core.canonical import digest_bytes, digest_obj
+from ..core.errors import UsageError
+from ..core.policy import Policy
+from ..core.settings import Settings, parse_overrides
+from ..store import journal, ledger, refs, transaction
+from ..store.journal import Operation
+
+log = logging.getLogger("lineage")
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A frozen candidate and what its gate said."""
+
+    generation: str
+    branch: str
+    commit: str
+    parent: str | None
+    verdict: str
+    failed: list = field(default_factory=list)
+    criteria: list = field(default_factory=list)
+    composite: float | None = None
+    reason: str | None = None
+
+
+def _merge(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def apply_overrides(root: Path, overrides: list[str]) -> None:
+    """Write -S key=value overrides into the candidate's params.yaml, validated first."""
+    if not overrides:
+        return
+    params = yaml.safe_load((root / "params.yaml").read_text()) or {}
+    _merge(params, parse_overrides(overrides))
+    Settings.from_dict(params)
+    Policy.from_params(params)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def propose(store, name: str = "a", overrides: list[str] | None = None, progress=None,
+            generation: str | None = None) -> Proposal:
+    """Fork a candidate from the protected tip, run the pipeline, commit, push data, freeze.
+
+    A failed or over-budget run is committed and frozen the same way, with its reason.
+
+    Raises:
+        UsageError: a bad candidate name, or the candidate exists already.
+        DirtyTreeError: the work tree has changes of its own.
+    """
+    transaction.require_clean(store)
+    done = journal.finished("propose", name=name, overrides=list(overrides or []), generation=generation)
+    if done is not None:
+        return done  # this very command was killed and recovery has just finished it
+    if not re.fullmatch(r"[a-z0-9]+", name):
+        raise UsageError(f"candidate name {name!r} must be lowercase letters or digits", "Use e.g. --name a.")
+    root, repo = store.root, store.repo
+    tip = store.tip()
+    parent_gen = refs.served_generation(tip) if tip is not None else None
+    generation = generation or refs.next_generation(repo)  # a window's candidates share one number
+    branch = refs.candidate_branch(generation, name)
+    if repo.references.get(f"refs/heads/{branch}") is not None or \
+            repo.references.get(f"refs/tags/{refs.frozen_tag(generation, name)}") is not None:
+        raise UsageError(f"{branch} exists already", "Pick another --name; candidate names are never reused.")
+    pending = transaction.pending_data(store)
+    saved = {p: (root / p).read_text() for p in pending if (root / p).is_file()}
+    with journal.operation(store, "propose", keep_on_error=True, protected=store.protected, branch=branch,
+                           generation=generation, name=name, overrides=list(overrides or []), parent=parent_gen,
+                           base=str(tip.id), pending=saved) as op:
+        git.checkout(root, branch, create_from=store.protected)
+        faults.point("propose:branched")
+        try:
+            apply_overrides(root, overrides or [])
+            ledger.append(store, "PROPOSE", generation, {"branch": branch, "parent": parent_gen,
+                                                         "overrides": list(overrides or [])})
+            faults.point("propose:logged")
+            if progress:
+                progress(f"{branch}: running the pipeline (dvc repro)")
+            run = dvc.repro(root, echo=progress)
+            verdict, failed, criteria, composite, reason = _outcome(root, run)
+            _log_run(store, generation, run.returncode == 0, verdict, failed, reason)
+            report_path = root / "reports" / "gate.json"
+            gate_hash = digest_bytes(report_path.read_bytes()) if report_path.exists() and run.returncode == 0 else "none"
+            message = (f"{generation}-{name}: {verdict}{' (' + ', '.join(failed) + ')' if failed else ''}\n\n"
+                       f"Generation: {generation}\nParent: {parent_gen or 'base'}\nVerdict: {verdict}\n"
+                       f"Gate-Report: {gate_hash}")
+            frozen = {"schema_version": 1, "generation": generation, "branch": branch, "parent": parent_gen,
+                      "verdict": verdict, "failed": failed, "composite": composite, "reason": reason}
+            # From here on the run is complete: a death before the freeze is finished by recovery.
+            op.update(phase="reproduced", completed=run.returncode == 0, message=message, frozen=frozen)
+            faults.point("propose:reproduced")
+        except BaseException:
+            transaction.go_home(store, saved, None)
+            raise
+        commit = finish_propose(store, op)
+    return Proposal(generation, branch, commit, parent_gen, verdict, failed, criteria, composite, reason)
+
+
+def _outcome(root: Path, run) -> tuple[str, list, list, float | None, str | None]:
+    """(verdict, failed, criteria, composite, reason) of a pipeline run, from its reports."""
+    if run.returncode == 0:
+        report = json.loads((root / "reports" / "gate.json").read_text())
+        return report["verdict"], report["failed"], report["criteria"], report["composite"], None
+    lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith(("error:", "ERROR:"))]
+    reason = lines[-1][7:].strip() if lines else "the pipeline failed"
+    failed = ["pipeline"]
+    # Nothing the parent left behind may pass for this run's evidence.
+    for stale in ("metrics.json", "reports/gate.json", "EVAL.md", "MODEL_CARD.md"):
+        (root / stale).unlink(missing_ok=True)
+    shutil.rmtree(root / "reports" / "eval", ignore_errors=True)
+    failure_path = root / "reports" / "train_failure.json"
+    if failure_path.exists():
+        failure = json.loads(failure_path.read_text())
+        reason = failure["reason"]
+        failed = ["budget." + failure["limit"].split()[0].replace("max_", "")]
+        # keep the failure record in the fossil record of this candidate
+        (root / "reports" / "train_failure.record.json").write_text(failure_path.read_text())
+    return "FAIL", failed, [], None, reason
+
+
+def finish_propose(store, op: Operation) -> str:
+    """Push the run's data, commit, freeze, go home: each step once, also when recovery resumes it.
+
+    Data goes to the DVC remote before the commit exists, so the candidate branch never points
+    at weights the remote lacks; a death in between leaves only unreferenced data there.
+    """
+    root, d = store.root, op.data
+    if git.rev_parse(root, f"refs/heads/{d['branch']}") == d["base"]:
+        if d["completed"] and dvc.push(root).returncode != 0:
+            log.warning("dvc push failed; the data stays in the local cache until 'lineage push'")
+        faults.point("propose:pushed")
+        git.add_all(root)
+        git.commit(root, d["message"], env=store.env(), allow_empty=True)
+        faults.point("propose:committed")
+    commit = git.rev_parse(root, f"refs/heads/{d['branch']}")
+    tag = refs.frozen_tag(d["generation"], d["name"])
+    if git.rev_parse(root, f"refs/tags/{tag}") is None:
+        frozen = {**d["frozen"], "commit": commit}
+        git.tag(root, tag, commit, json.dumps(frozen, sort_keys=True), env=store.env())
+        faults.point("propose:frozen")
+    transaction.go_home(store, d.get("pending") or {}, commit)
+    return commit
+
+
+def proposal_of(store, data: dict) -> Proposal:
+    """The Proposal a finished candidate stands for, read back from its frozen tag and gate report."""
+    repo = store.repo
+    frozen = refs.frozen_record(repo, data["generation"], data["name"]) or {}
+    report = git.read_blob(repo, repo[frozen["commit"]], "reports/gate.json") if frozen["verdict"] == "PASS" else None
+    criteria = json.loads(report)["criteria"] if report else []
+    return Proposal(frozen["generation"], frozen["branch"], frozen["commit"], frozen.get("parent"), frozen["verdict"],
+                    frozen.get("failed") or [], criteria, frozen.get("composite"), frozen.get("reason"))
+
+
+def _log_run(store, generation: str, completed: bool, verdict: str, failed: list, reason: str | None) -> None:
+    """Record what the pipeline run produced, step by step, in the evolution log."""
+    reports = store.root / "reports"
+    manifest = reports / "train" / "manifest.json"
+    if manifest.exists():
+        ledger.append(store, "MANIFEST_FROZEN", generation, {"manifest": digest_obj(json.loads(manifest.read_text()))})
+    failure = reports / "train_failure.json"
+    if failure.exists():
+        data = json.loads(failure.read_text())
+        ledger.append(store, "BUDGET_EXCEEDED", generation, {"reason": data["reason"], "used": data.get("budget_used")})
+    elif completed:
+        train = json.loads((reports / "train" / "metrics.json").read_text())
+        ledger.append(store, "TRAIN_COMPLETE", generation, {k: train.get(k) for k in
+                      ("steps", "tokens", "wall_minutes", "peak_memory_mb", "loss_final", "weights_sha256")})
+        metrics = json.loads((store.root / "metrics.json").read_text())
+        child = metrics["child"]
+        ledger.append(store, "EVAL_COMPLETE", generation, {"recall": child["recall"], "generalize": child["generalize"],
+                                                           "tone_drift": metrics["tone_drift"],
+                                                           "law_violations": child["law_violations"],
+                                                           "verdict": verdict})
+    if verdict != "PASS":
+        ledger.append(store, "REJECT", generation, {"failed": failed, "reason": reason})

@@ -1,0 +1,82 @@
+"""push and pull: a store and its hub. Data goes before refs, so no ref points at missing weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..adapters import dvc, git
+from ..core import faults
+from ..core.errors import ArbiterRefusedError, IntegrityError
+
+PUSH_REFSPECS = ["refs/heads/{protected}:refs/heads/{protected}", "refs/heads/candidates/*:refs/heads/candidates/*",
+                 "refs/tags/lineage/*:refs/tags/lineage/*", "refs/lineage/log:refs/lineage/log"]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What `lineage push` sent."""
+
+    remote: str
+    refs: list
+    data_pushed: bool
+
+
+def push(store, remote: str = "hub") -> PushResult:
+    """Push DVC data first, then every lineage ref atomically; any rejected ref is an error.
+
+    Raises:
+        IntegrityError: a ref to push points at data the DVC remote lacks.
+        ArbiterRefusedError: the hub refused a ref (nothing was pushed).
+    """
+    root = store.root
+    # Data before refs: no ref on the hub may point at weights the DVC remote lacks. The refs
+    # pushed are every branch and tag lineage keeps, so their data goes, not only the work tree's.
+    dvc.push(root, everything=True, check=True)
+    _check_remote_has_everything(store)
+    faults.point("push:data-pushed")
+    specs = [s.format(protected=store.protected) for s in PUSH_REFSPECS]
+    specs = [s for s in specs if "*" in s or store.repo.references.get(s.split(":")[0]) is not None]
+    proc = git.push_atomic(root, remote, specs)
+    faults.point("push:refs-pushed")
+    rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
+    if proc.returncode != 0 or rejected:
+        reasons = [ln for ln in proc.stderr.splitlines() if "lineage hub:" in ln and "hint" not in ln]
+        raise ArbiterRefusedError(f"{remote}", (reasons[0].split("lineage hub: ", 1)[1] if reasons else
+                                                (rejected[0] if rejected else proc.stderr.strip()[-200:])),
+                                  "Nothing was pushed (atomic). Fix the refused ref and push again.")
+    refs = [ln.split("\t")[1] for ln in proc.stdout.splitlines() if "\t" in ln and ln[:1] in "*+ -"]
+    return PushResult(remote, refs, True)
+
+
+def _check_remote_has_everything(store) -> None:
+    """Refuse to push refs while some data they point at is not in the DVC remote.
+
+    ``dvc push`` only warns (and exits 0) about data that is neither in the local cache nor in
+    the remote; pushing the refs then would publish generations nobody can restore.
+    """
+    missing, _ = dvc.remote_status(store.root, everything=True)
+    absent = sorted(path for path, state in (missing or {}).items() if state in ("new", "missing"))
+    if absent:
+        err = IntegrityError(f"DVC remote lacks {', '.join(absent[:3])}{' …' if len(absent) > 3 else ''}",
+                             "a ref to push points at data that is neither in the remote nor (all of it) "
+                             "in the local cache; nothing was pushed to the hub")
+        err.hint = "Fetch the data where it was trained ('dvc push -a -T' there), then run 'lineage push' again."
+        raise err
+
+
+def pull(store, remote: str = "hub") -> dict:
+    """Fetch lineage refs and DVC data; fast-forward the protected branch through the local arbiter."""
+    root, repo, protected = store.root, store.repo, store.protected
+    git.fetch(root, remote, [f"+refs/heads/*:refs/remotes/{remote}/*", "refs/tags/lineage/*:refs/tags/lineage/*",
+                             f"+refs/lineage/log:refs/remotes/{remote}/lineage-log"])
+    moved = False
+    theirs = git.ref_commit(repo, f"refs/remotes/{remote}/{protected}")
+    mine = store.tip()
+    if theirs is not None and mine is not None and theirs != str(mine.id):
+        if store.on_protected():
+            git.merge_ff_only(root, theirs)
+        else:
+            git.update_ref(root, store.protected_ref, theirs, str(mine.id))
+        moved = True
+    dvc.pull(root)
+    return {"remote": remote, "protected_moved": moved}

@@ -1,0 +1,1 @@
+"""ui: the terminal (cli, output), the HTML report, the generated docs and the demo."""

@@ -1,0 +1,161 @@
+"""The HTML lineage report: gather the store's record into plain data, render one self-contained page.
+
+`gather` reads only what the store recorded: frozen candidate tags, each candidate's committed
+evidence (gate report, metrics, budget used, loss curve, model card), the protected branch's
+first-parent history (promotions and rollbacks) and the evolution log. `render` turns that data
+into one HTML file with hand-written inline SVG: no script, no network, no external font, and every
+string from the store escaped. Same record, same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..adapters import git
+from ..adapters.browser import BROWSERS, browser_args, find_browser, screenshot
+from .report_svg import (BUDGET, METRICS, esc, finite, fmt, label, short, state_of, render_budget,
+                         render_delta_heatmap, render_loss_chart, render_metric_chart, render_tree)
+
+SCHEMA_VERSION = 1
+DEFAULT_OUT = Path(".lineage") / "report.html"  # git-ignored in every store: the tree stays clean
+EVENTS_SHOWN = 300
+
+
+def gather(store=".") -> dict:
+    """Everything the report shows, read from the store's record (see store/overview.py)."""
+    from .. import api
+
+    return api.report_data(store)
+
+
+CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.meta{color:#555;font-size:13px} .charts{display:flex;flex-wrap:wrap;gap:18px} svg{background:#fff}
+.scroll{overflow-x:auto} table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ddd;padding:3px 6px;
+text-align:left;vertical-align:top} th{background:#f5f5f5} .PASS{color:#2e7d32} .FAIL{color:#c62828}
+.ABORTED{color:#757575} pre{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;padding:10px;font-size:12px}
+details{margin:6px 0} summary{cursor:pointer;font-weight:600} .problem{color:#c62828;font-weight:600}
+"""
+
+
+def _when(ts) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if finite(ts) else "–"
+
+
+def _candidate_table(data: dict) -> str:
+    rows = []
+    for c in data["candidates"]:
+        m = c["metrics"] or {}
+        state = state_of(c["verdict"])
+        rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in (
+            "HEAD" if c["head"] else "", esc(label(c)), f'<span class="{state}">{esc(c["verdict"])}</span>',
+            "yes" if c["promoted"] else "", esc(c["parent"] or "base"), esc(fmt(c["composite"])),
+            esc(fmt(m.get("recall"))), esc(fmt(m.get("generalize"))), esc(fmt(m.get("tone_drift"))),
+            esc(fmt(m.get("law_violations"))), esc(", ".join(c["failed"])), esc(c["reason"] or ""),
+            f'<code>{esc(c["commit"][:12])}</code>')) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("", "candidate", "verdict", "promoted", "parent", "score", "recall",
+                                              "generalize", "tone drift", "law viol.", "failed", "reason", "commit"))
+    return f"<table class=\"candidates\"><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _events_table(data: dict) -> str:
+    events = data["events"][-EVENTS_SHOWN:]
+    note = (f"<p class=\"meta\">the last {EVENTS_SHOWN} of {len(data['events'])} events; "
+            "all of them: <code>lineage log --format jsonl</code></p>") if len(data["events"]) > EVENTS_SHOWN else ""
+    rows = "".join(f"<tr><td>{esc(_when(e.get('timestamp')))}</td><td>{esc(e.get('event'))}</td>"
+                   f"<td>{esc(e.get('generation') or '')}</td>"
+                   f"<td><code>{esc(short(json.dumps(e.get('data'), sort_keys=True), 240))}</code></td></tr>"
+                   for e in events)
+    return (note + "<table class=\"events\"><tr><th>time (UTC)</th><th>event</th><th>generation</th><th>data</th></tr>"
+            + rows + "</table>") if events else "<p class=\"meta\">the evolution log is empty</p>"
+
+
+def _cards(data: dict) -> str:
+    out = []
+    for c in data["candidates"]:
+        if not c["card"]:
+            continue
+        opened = " open" if c["head"] else ""
+        out.append(f'<details class="card" data-candidate="{esc(label(c))}"{opened}><summary>{esc(label(c))} '
+                   f'<span class="{state_of(c["verdict"])}">{esc(c["verdict"])}</span>'
+                   f'{" — promoted" if c["promoted"] else ""}{" — HEAD" if c["head"] else ""}</summary>'
+                   f"<pre>{esc(c['card'])}</pre></details>")
+    return "".join(out) or "<p class=\"meta\">no model cards yet</p>"
+
+
+def render(data: dict) -> str:
+    """The whole report as one HTML document: inline CSS and SVG, no script, nothing fetched."""
+    head = data["head"]
+    policy = data.get("policy") or {}
+    n_pass = sum(c["verdict"] == "PASS" for c in data["candidates"])
+    rollbacks = sum(h["kind"] == "rollback" for h in data["history"])
+    charts = "".join(render_metric_chart(data, k, t, i) for k, t, i in METRICS)
+    policy_line = ", ".join(f"{k} {fmt(policy.get(k))}" for k in
+                            ("recall_tolerance", "generalize_gain", "max_tone_drift", "max_law_violations",
+                             "delta_recall_tolerance")) if policy else "unreadable"
+    problems = "".join(f'<p class="problem">{esc(p)}</p>' for p in data["problems"])
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<title>lineage report: {esc(data["store"])}</title><style>{CSS}</style></head>
+<body>
+<h1>lineage report: {esc(data["store"])}</h1>
+<p class="meta">{esc(data["protected_branch"])} serves <b>{esc(head["generation"] or "no generation yet")}</b>
+{f'(commit <code>{esc(head["commit"][:12])}</code>)' if head["commit"] else ""} ·
+{len(data["candidates"])} candidates ({n_pass} PASS, {len(data["candidates"]) - n_pass} not) ·
+{sum(h["kind"] == "promotion" for h in data["history"])} promotions · {rollbacks} rollbacks ·
+{len(data["events"])} log events{f' (log <code>{esc(data["log_tip"][:12])}</code>)' if data["log_tip"] else ""}</p>
+<p class="meta">policy on {esc(data["protected_branch"])}: {esc(policy_line)}</p>{problems}
+<h2>Lineage tree</h2>
+<p class="meta">columns are generations and rollbacks in the order they happened; the top line is
+{esc(data["protected_branch"])}; a thick border marks a promoted candidate; hover for reasons.</p>
+<div class="scroll">{render_tree(data)}</div>
+<h2>Metrics across generations</h2>
+<p class="meta">circles: the candidate (filled when promoted, grey when the criterion did not apply); diamonds: its
+parent; dashed orange: the threshold its gate applied; green line: the served line.</p>
+<div class="charts">{charts}</div>
+<h2>Recall per delta</h2><div class="scroll">{render_delta_heatmap(data)}</div>
+<h2>Training loss</h2><div class="scroll">{render_loss_chart(data)}</div>
+<h2>Budget</h2><div class="scroll">{render_budget(data)}</div>
+<h2>Candidates</h2><div class="scroll">{_candidate_table(data)}</div>
+<h2>Model cards</h2>{_cards(data)}
+<h2>Evolution log</h2><div class="scroll">{_events_table(data)}</div>
+</body></html>
+"""
+
+
+# ------------------------------------------------------------------ writing, opening, screenshots
+
+
+def write(data: dict, out: str | Path) -> Path:
+    """Render data and write it to out (parents created); return the path."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(data), encoding="utf-8")
+    return path
+
+
+def open_in_browser(path: str | Path) -> bool:
+    """Open the report in the desktop's browser; False where there is no display to show it on."""
+    import sys
+    import webbrowser
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False  # a console browser would take over the terminal; print the path instead
+    return webbrowser.open(Path(path).resolve().as_uri())
+
+
+def dirties_tree(root: str | Path, path: str | Path) -> bool:
+    """True when path lies in root's work tree and git does not ignore it (propose would refuse the tree)."""
+    try:
+        rel = Path(path).resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        return False
+    return not git.is_ignored(root, str(rel))
