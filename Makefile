@@ -6,7 +6,7 @@ STAMP    = $(VENV)/.installed
 export DVC_NO_ANALYTICS = 1
 export HF_HUB_OFFLINE   = 1
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,8 +35,14 @@ browser:
 # order tests/conftest.py collects them (the longest first; see
 # tests/conftest.py), so its fixtures are built once. JOBS=0 runs in this process.
 JOBS ?= 2
-test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
+test: $(STAMP) browser lint
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadscope --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
+
+# ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and mypy (strict on lineage/core); both
+# configured in pyproject.toml. `make test` runs them first.
+lint: $(STAMP)
+	$(BIN)/ruff check lineage tests bench stages
+	$(BIN)/mypy
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -152,8 +152,8 @@ class Store:
     def served(self) -> dict:
         """The generation main serves: name, commit, weights digest, child dir md5 entry, scores."""
         from lineage.adapters import dvc
-        from lineage.store.refs import served_generation
         from lineage.core.hashes import parse_hashes_csv, weights_digest
+        from lineage.store.refs import served_generation
 
         tip = self.tip()
         gen = served_generation(tip)
@@ -207,11 +207,11 @@ class Store:
         import yaml
 
         from lineage.core.canonical import canonical_json, digest_bytes, digest_obj
+        from lineage.core.cards import render_eval_md, render_model_card
         from lineage.core.gate import judge
         from lineage.core.metrics import BudgetUsed, EvalMetrics
         from lineage.core.policy import Policy
         from lineage.store.refs import next_generation
-        from lineage.core.cards import render_eval_md, render_model_card
 
         assert w["parent"] == parent["generation"], "weights were built for another parent"
         tip = self.tip()

@@ -92,11 +92,10 @@ def _evidence(repo, gen: str, parent: str, base_tree, policy_commit: str, params
 def build(root: Path, generations: int, events: int) -> dict:
     """Fill the store; return counts and how long each part took."""
     import pygit2
+    import yaml
 
     from lineage.core.canonical import canonical_json
     from lineage.store.ledger import Event
-
-    import yaml
 
     repo = pygit2.Repository(str(root))
     params = yaml.safe_load((root / "params.yaml").read_text())

@@ -17,7 +17,6 @@ Usage: python bench/storage.py
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

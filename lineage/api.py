@@ -24,7 +24,8 @@ from .moves import recover as _recover
 from .moves import register as _register
 from .moves import rollback as _rollback
 from .moves import sync as _sync
-from .store import ledger, record, refs, verify as _verify, weights
+from .store import ledger, record, refs, weights
+from .store import verify as _verify
 from .store.root import Store, find_root
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

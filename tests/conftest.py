@@ -14,6 +14,9 @@ CPU cores.
 from __future__ import annotations
 
 import copy
+import fcntl
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -127,6 +130,23 @@ def run_cli(*args: str, cwd: Path | str = ".", **kw) -> tuple[int, str, str]:
     return run([sys.executable, "-m", "lineage", *map(str, args)], cwd=cwd, **kw)
 
 
+def sh(args: list, cwd: Path | str, check: bool = True, env: dict | None = None,
+       timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a command; fail the test (with its output) when it exits non-zero and check is set."""
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def lineage(cwd: Path | str, *args, check: bool = True, env: dict | None = None,
+            fault: str | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m lineage ARGS` in cwd (killed at fault point `fault` when given)."""
+    extra = {**(env or {}), **({"LINEAGE_FAULT": fault} if fault else {})}
+    return sh([sys.executable, "-m", "lineage", *args], cwd, check, extra)
+
+
 def git(store: Path, *args: str) -> str:
     """Run git in store, fail the test on error, return stdout."""
     return run(["git", *args], cwd=store, check=True)[1]
@@ -178,8 +198,18 @@ def set_params(store: Path, changes: dict, commit: str | None = None) -> None:
 
 
 def copy_store(src: Path, dest: Path) -> Path:
-    """Copy a store (links kept as links) to dest."""
+    """Copy a store (links kept as links) to dest; it shares src's DVC remote."""
     shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+def clone_store(src: Path, dest: Path) -> Path:
+    """Copy a store and its local DVC remote; point the copy at its own remote."""
+    shutil.copytree(src, dest, symlinks=True)
+    remote = Path(str(src) + ".dvc-remote")
+    if remote.is_dir():
+        shutil.copytree(remote, Path(str(dest) + ".dvc-remote"), symlinks=True)
+        sh([str(VENV_BIN / "dvc"), "remote", "modify", "--local", "origin", "url", str(dest) + ".dvc-remote"], dest)
     return dest
 
 
@@ -198,6 +228,24 @@ def init_store(path: Path) -> Path:
     code, out, err = run_cli("init", path, cwd=path.parent)
     assert code == 0, f"lineage init failed ({code})\n{out}\n{err}"
     return path
+
+
+class Booby:
+    """Unpickling this creates the marker file: proof that something was loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def marker(tmp_path):
+    """Where a hostile pickle would write if anything loaded it; the test fails if it appears."""
+    path = tmp_path / "PWNED"
+    yield path
+    assert not path.exists(), "a pickle was loaded"
 
 
 # The runners as fixtures, for tests that prefer not to import from conftest.
@@ -250,28 +298,56 @@ def trained_store(trained_store_template, tmp_path) -> Path:
     return copy_store(trained_store_template, tmp_path / "store")
 
 
-def _cli(cwd, *args):
-    proc = subprocess.run([sys.executable, "-m", "lineage", *args], cwd=cwd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"lineage {args} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
+# ---------------------------------------------------------------- trained stores, built once per run
+
+def _shared_root(tmp_path_factory) -> Path:
+    """A directory every xdist worker of this run sees (the parent of the workers' own base temps)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "trained-stores"
+
+
+def trained_g000(tmp_path_factory, params: dict | None, change: dict | None = None,
+                 era1: bool = True) -> Path:
+    """A store whose main serves G000 trained with params (the template's defaults updated by these
+    sections; None: the defaults), with era 1 registered. `change` is committed by `lineage change`
+    before training. Built once per run for each distinct recipe, shared by every module and worker
+    that asks for it: never edit it, copy it with clone_store.
+    """
+    recipe = json.dumps({"params": params, "change": change, "era1": era1}, sort_keys=True)
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    root = _shared_root(tmp_path_factory)
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / key
+    with open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker builds; the others wait and reuse it
+        if not (folder / "READY").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            store = folder / "luna"
+            if params is None:
+                store.mkdir()
+                (store / "params.yaml").write_text((PROJECT / "lineage" / "template" / "params.yaml").read_text())
+            else:
+                write_template_params(store, params)
+            lineage(folder, "init", store)
+            if change:
+                set_params(store, change)
+                sh(["git", "add", "params.yaml"], store)
+                lineage(store, "change", "--reason", "the test's own settings")
+            assert "PASS" in lineage(store, "propose").stdout
+            lineage(store, "promote", "candidates/G000-a")
+            if era1:
+                lineage(store, "corpus", "write", "1", folder / "era1.jsonl")
+                lineage(store, "data", "add", folder / "era1.jsonl")
+            (folder / "recipe.json").write_text(recipe)
+            (folder / "READY").touch()
+    return folder / "luna"
 
 
 @pytest.fixture(scope="session")
 def real_g000(tmp_path_factory):
     """G000 on the bundled corpus with the default params: a child can honestly beat it."""
-    base = tmp_path_factory.mktemp("evolve-real")
-    store = base / "luna"
-    _cli(base, "init", str(store))
-    params = yaml.safe_load((store / "params.yaml").read_text())
-    params["evolve"]["k"] = 2
-    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run(["git", "add", "params.yaml"], cwd=store, check=True)
-    _cli(store, "change", "--reason", "two candidates per window keep the test short")
-    _cli(store, "propose")
-    _cli(store, "promote", "candidates/G000-a")
-    _cli(store, "corpus", "write", "1", str(base / "era1.jsonl"))
-    _cli(store, "data", "add", str(base / "era1.jsonl"))
-    return store
+    return trained_g000(tmp_path_factory, None, change={"evolve": {"k": 2}})
 
 
 

@@ -37,8 +37,18 @@ from pathlib import Path
 import pygit2
 import pytest
 import yaml
-
-from conftest import VENV_BIN, copy_store, error_lines, relaxed_tiny, run, set_params, stage, write_template_params
+from conftest import (
+    VENV_BIN,
+    Booby,
+    clone_store,
+    copy_store,
+    error_lines,
+    relaxed_tiny,
+    run,
+    set_params,
+    stage,
+    trained_g000,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -123,36 +133,13 @@ def overwrite_read_only(path: Path, data: bytes) -> None:
     path.chmod(0o444)
 
 
-class Booby:
-    """Unpickling this creates the marker file: proof that something was loaded."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-@pytest.fixture
-def marker(tmp_path):
-    path = tmp_path / "PWNED"
-    yield path
-    assert not path.exists(), "a pickle was loaded"
-
-
 # ---------------------------------------------------------------- the world
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """G000 promoted, era 1 registered, G001-a proposed (PASS, not promoted); all of it pushed to a hub."""
     base = tmp_path_factory.mktemp("adversarial")
-    store = base / "luna"
-    write_template_params(store, TINY)
-    lineage(base, "init", store)
-    lineage(store, "propose")
-    lineage(store, "promote", "candidates/G000-a")
-    lineage(store, "corpus", "write", "1", base / "era1.jsonl")
-    lineage(store, "data", "add", base / "era1.jsonl")
+    store = clone_store(trained_g000(tmp_path_factory, TINY), base / "luna")
     assert "PASS" in lineage(store, "propose")[1]
     hub = base / "luna.git"
     lineage(store, "hub", "init", hub)

@@ -6,11 +6,10 @@ import shlex
 
 import pytest
 from click.testing import CliRunner
+from conftest import PROJECT
 
 from lineage.ui import docs
 from lineage.ui.cli import cli
-
-from conftest import PROJECT
 
 CLI_MD = PROJECT / "docs" / "cli.md"
 

@@ -6,14 +6,12 @@ A tiny model with a relaxed policy keeps this fast; what may move the protected 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import relaxed_tiny
+from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
 
 pytestmark = pytest.mark.slow
 
@@ -21,54 +19,23 @@ TINY = relaxed_tiny(1, 150, budget_steps=None, train={"learning_rate": 0.003},
                     evolve={"k": 3, "max_concurrent_experiments": 3, "cooldown_cycles": 0, "evo_period_cycles": 2})
 
 
-def sh(args, cwd, check=True):
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def lineage(cwd, *args, check=True):
-    return sh([sys.executable, "-m", "lineage", *args], cwd, check)
-
-
 def events(store):
     return [json.loads(x) for x in lineage(store, "log", "--format", "jsonl").stdout.splitlines()]
 
 
-def make_store(base: Path, autonomy: str = "manual") -> Path:
-    store = base / "luna"
-    store.mkdir(parents=True)
-    params = yaml.safe_load((Path(__file__).parents[1] / "lineage" / "template" / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    params["policy"]["autonomy"] = autonomy
-    (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    lineage(base, "init", str(store))
-    lineage(store, "propose")
-    lineage(store, "promote", "candidates/G000-a")
-    lineage(store, "corpus", "write", "1", str(base / "era1.jsonl"))
-    lineage(store, "data", "add", str(base / "era1.jsonl"))
-    return store
-
-
 @pytest.fixture(scope="module")
 def g000(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("evolve"))
+    return trained_g000(tmp_path_factory, TINY)
 
 
 @pytest.fixture
 def real_store(real_g000, tmp_path):
-    dest = tmp_path / "luna"
-    shutil.copytree(real_g000, dest, symlinks=True)
-    return dest
+    return clone_store(real_g000, tmp_path / "luna")
 
 
 @pytest.fixture
 def store(g000, tmp_path):
-    dest = tmp_path / "luna"
-    shutil.copytree(g000, dest, symlinks=True)
-    return dest
+    return clone_store(g000, tmp_path / "luna")
 
 
 @pytest.mark.parametrize("args, message", [

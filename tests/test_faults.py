@@ -20,23 +20,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
 
 from lineage.core import faults
-from conftest import relaxed_tiny, write_template_params
 
 TINY = relaxed_tiny(30, 20)
 KILLED = -signal.SIGKILL
-
-
-def sh(args, cwd, check=True, env=None):
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def lineage(cwd, *args, check=True, fault=None):
-    return sh([sys.executable, "-m", "lineage", *args], cwd, check, env={"LINEAGE_FAULT": fault} if fault else None)
 
 
 def rev(store: Path, name: str) -> str | None:
@@ -48,16 +37,6 @@ def events(store: Path) -> list[dict]:
     from lineage import api
 
     return [e.to_dict() for e in api.events(store)]
-
-
-def clone_store(src: Path, dest: Path) -> Path:
-    """Copy a store and its local DVC remote; point the copy at its own remote."""
-    shutil.copytree(src, dest, symlinks=True)
-    remote = Path(str(src) + ".dvc-remote")
-    shutil.copytree(remote, Path(str(dest) + ".dvc-remote"), symlinks=True)
-    sh([str(Path(sys.executable).parent / "dvc"), "remote", "modify", "--local", "origin", "url",
-        str(dest) + ".dvc-remote"], dest)
-    return dest
 
 
 def missing_from_remote(store: Path) -> list[str]:
@@ -108,14 +87,7 @@ def served_weights_are(store: Path, generation: str) -> None:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """G000 served, era 1 registered, candidate G001-b (PASS) frozen and not promoted."""
-    root = tmp_path_factory.mktemp("faults")
-    store = root / "luna"
-    write_template_params(store, TINY)
-    lineage(root, "init", str(store))
-    lineage(store, "propose")
-    lineage(store, "promote", "candidates/G000-a")
-    lineage(store, "corpus", "write", "1", str(root / "era1.jsonl"))
-    lineage(store, "data", "add", str(root / "era1.jsonl"))
+    store = clone_store(trained_g000(tmp_path_factory, TINY), tmp_path_factory.mktemp("faults") / "luna")
     assert "PASS" in lineage(store, "propose", "--name", "b").stdout
     return store
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lineage.core.cards import DIFFERS, render_eval_md, render_model_card
 from lineage.core.errors import MetricsError
 from lineage.core.gate import Criterion, GateReport, composite, judge, load_gate_report
 from lineage.core.metrics import BudgetUsed, EvalMetrics, ModelScores, load_eval_metrics
 from lineage.core.policy import Policy
-from lineage.core.cards import DIFFERS, render_eval_md, render_model_card
 
 CASES = sorted((Path(__file__).parent / "data" / "gates").glob("*.yaml"))
 

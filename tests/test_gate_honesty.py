@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import clone_store, lineage, sh
 
 pytestmark = pytest.mark.slow
 
@@ -25,19 +25,8 @@ LAW_BREAKER = [
 ] * 8
 
 
-def run(args, cwd, check=True):
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def lineage(cwd, *args, check=True):
-    return run([sys.executable, "-m", "lineage", *args], cwd, check)
-
-
 def dvc(cwd, *args, check=True):
-    return run([str(Path(sys.executable).with_name("dvc")), *args], cwd, check)
+    return sh([str(Path(sys.executable).with_name("dvc")), *args], cwd, check)
 
 
 def set_params(store: Path, **dotted) -> None:
@@ -67,10 +56,7 @@ def g000_store(real_g000):
 @pytest.fixture
 def candidate(g000_store, tmp_path):
     """A fresh copy of the G000 store to plant one thing in."""
-    dest = tmp_path / "candidate"
-    shutil.copytree(g000_store, dest, symlinks=True)
-    # the local DVC remote path and cache are absolute; the copy shares them read-only
-    return dest
+    return clone_store(g000_store, tmp_path / "candidate")
 
 
 def test_sensible_candidate_passes(candidate):

@@ -15,23 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import relaxed_tiny, write_template_params
+from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
 
 pytestmark = pytest.mark.slow
 
 TINY = relaxed_tiny(30, 20)
 DVC = str(Path(sys.executable).parent / "dvc")
-
-
-def sh(args, cwd, check=True):
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def lineage(cwd, *args, check=True):
-    return sh([sys.executable, "-m", "lineage", *args], cwd, check)
 
 
 def weights_objects(store: Path, ref: str) -> list[str]:
@@ -69,14 +58,7 @@ def plant_garbage(store: Path) -> str:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gc")
-    store = root / "luna"
-    write_template_params(store, TINY)
-    lineage(root, "init", str(store))
-    lineage(store, "propose")
-    lineage(store, "promote", "candidates/G000-a")
-    lineage(store, "corpus", "write", "1", str(root / "era1.jsonl"))
-    lineage(store, "data", "add", str(root / "era1.jsonl"))
+    store = clone_store(trained_g000(tmp_path_factory, TINY), tmp_path_factory.mktemp("gc") / "luna")
     lineage(store, "propose", "--name", "b")
     return store
 

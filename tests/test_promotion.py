@@ -14,22 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import relaxed_tiny, write_template_params
+from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
 
 pytestmark = pytest.mark.slow
 
 TINY = relaxed_tiny(30, 20)
-
-
-def sh(args, cwd, check=True):
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def lineage(cwd, *args, check=True):
-    return sh([sys.executable, "-m", "lineage", *args], cwd, check)
 
 
 def tip(store: Path, ref: str = "main") -> str:
@@ -38,15 +27,7 @@ def tip(store: Path, ref: str = "main") -> str:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    base = tmp_path_factory.mktemp("promotion")
-    store = base / "luna"
-    write_template_params(store, TINY)
-    lineage(base, "init", str(store))
-    first = lineage(store, "propose")
-    assert "G000" in first.stdout and "PASS" in first.stdout, first.stdout + first.stderr
-    lineage(store, "promote", "candidates/G000-a")
-    lineage(store, "corpus", "write", "1", str(base / "era1.jsonl"))
-    lineage(store, "data", "add", str(base / "era1.jsonl"))
+    store = clone_store(trained_g000(tmp_path_factory, TINY), tmp_path_factory.mktemp("promotion") / "luna")
     failed = lineage(store, "propose", "--name", "a", "-S", "train.max_steps=150", check=False)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     return store

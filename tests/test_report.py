@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import shutil
 import struct
-import subprocess
-import sys
 import tempfile
 import zlib
 from html.parser import HTMLParser
@@ -22,10 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
 
-from lineage.ui import report as rep
 from lineage.core.errors import UsageError
-from conftest import relaxed_tiny, write_template_params
+from lineage.ui import report as rep
 
 pytestmark = pytest.mark.slow
 
@@ -34,27 +31,9 @@ TINY = relaxed_tiny(12, 8, budget_steps=16)
 PASS_FILL, FAIL_FILL = (0xC8, 0xE6, 0xC9), (0xFF, 0xCD, 0xD2)  # rep.FILLS: the tree's candidate boxes
 
 
-def sh(args, cwd, check=True, env=None):
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def lineage(cwd, *args, check=True, env=None):
-    return sh([sys.executable, "-m", "lineage", *map(str, args)], cwd, check, env)
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("report")
-    store = base / "luna"
-    write_template_params(store, TINY)
-    lineage(base, "init", store)
-    lineage(store, "propose")
-    lineage(store, "promote", "candidates/G000-a")
-    lineage(store, "corpus", "write", "1", base / "era1.jsonl")
-    lineage(store, "data", "add", base / "era1.jsonl")
+    store = clone_store(trained_g000(tmp_path_factory, TINY), tmp_path_factory.mktemp("report") / "luna")
     assert lineage(store, "propose", "-S", "train.max_steps=20", check=False).returncode == 1  # G001-a: budget
     lineage(store, "propose", "--name", "b")
     lineage(store, "promote", "candidates/G002-b")
@@ -239,8 +218,7 @@ def test_out_path_in_the_work_tree_warns_that_it_dirties_the_tree(store, tmp_pat
 
 
 def test_open_without_a_display_prints_the_path_and_a_note(store):
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    proc = lineage(store, "report", "--open", env=env)
+    proc = lineage(store, "report", "--open", env={"DISPLAY": "", "WAYLAND_DISPLAY": ""})
     assert proc.stdout.startswith("report: ") and "no display" in proc.stderr
 
 
@@ -262,7 +240,7 @@ def test_png_without_chromium_is_one_error_line_naming_the_install(store, tmp_pa
     bare.mkdir()
     (bare / "git").symlink_to(shutil.which("git"))
     proc = lineage(store, "report", "--png", "--out", tmp_path / "r.html", check=False,
-                   env={**os.environ, "PATH": str(bare)})
+                   env={"PATH": str(bare)})
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "Chromium" in errors[0]
     assert "apt-get install chromium" in proc.stderr

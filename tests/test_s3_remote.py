@@ -10,18 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import sh
 
 pytestmark = pytest.mark.slow
 
 TINY = {"scratch": {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_heads": 4, "max_steps": 20},
         "policy": {"first_generation": {"min_recall": 0.0, "min_generalize": 0.0}, "max_law_violations": 100}}
-
-
-def sh(args, cwd, check=True, env=None):
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import Booby
 
 from lineage.core.errors import UnsafePathError, UnsafeWeightsError
 from lineage.core.safety import (
@@ -23,25 +24,7 @@ from lineage.core.safety import (
     sniff_weights_format,
 )
 
-
 # ---------------------------------------------------------------- builders
-
-class Booby:
-    """Unpickling this creates the marker file: proof that something was loaded."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-@pytest.fixture
-def marker(tmp_path):
-    path = tmp_path / "PWNED"
-    yield path
-    assert not path.exists(), "a pickle was loaded"
-
 
 def hostile_pickle(marker: Path, protocol: int = pickle.DEFAULT_PROTOCOL) -> bytes:
     return pickle.dumps({"state_dict": {"w": [1.0, 2.0]}, "payload": Booby(marker)}, protocol=protocol)

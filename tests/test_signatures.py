@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pygit2
 import pytest
-
 from conftest import copy_store, relaxed_tiny, run, run_cli, write_template_params
+
 from lineage.core.canonical import canonical_json
 
 pytestmark = pytest.mark.slow

@@ -11,6 +11,11 @@ import re
 import torch
 
 
+def seed(value: int) -> None:
+    """Seed torch's generator: evaluation is deterministic."""
+    torch.manual_seed(value)
+
+
 def _pad(seqs: list[list[int]], pad_id: int, left: bool = False):
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)

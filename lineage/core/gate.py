@@ -11,8 +11,19 @@ from .canonical import canonical_json, digest_bytes
 from .errors import PolicyError
 from .metrics import BudgetUsed, EvalMetrics, ModelScores, read_json
 from .policy import (
-    Check, MetricsProblems, Policy, Problems, build, check_bool, check_int, check_map, check_number,
-    check_str, describe, normalise, record_dict,
+    Check,
+    MetricsProblems,
+    Policy,
+    Problems,
+    build,
+    check_bool,
+    check_int,
+    check_map,
+    check_number,
+    check_str,
+    describe,
+    normalise,
+    record_dict,
 )
 
 SCHEMA_VERSION = 1

@@ -9,8 +9,17 @@ from typing import ClassVar
 
 from .errors import MetricsError
 from .policy import (
-    Check, MetricsProblems, build, check_bool, check_int, check_map, check_number, check_str, nested,
-    normalise, record_dict,
+    Check,
+    MetricsProblems,
+    build,
+    check_bool,
+    check_int,
+    check_map,
+    check_number,
+    check_str,
+    nested,
+    normalise,
+    record_dict,
 )
 
 SCHEMA_VERSION = 1

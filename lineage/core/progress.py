@@ -91,7 +91,7 @@ class Progress:
     def __call__(self, done: int, total: int | None = None) -> None:
         self.update(done, total)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

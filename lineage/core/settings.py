@@ -1,6 +1,6 @@
 """Store settings read once from params.yaml: typed, defaulted, unknown keys refused.
 
-The `policy:` section is parsed by :mod:`lineage.policy`; everything else lives here.
+The `policy:` section is parsed by :mod:`lineage.core.policy`; everything else lives here.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class Settings:
         return self.values[key]
 
     @classmethod
-    def from_dict(cls, raw: dict | None) -> "Settings":
+    def from_dict(cls, raw: dict | None) -> Settings:
         raw = raw or {}
         values = _merge(SCHEMA, raw, "")
         train = values["train"]
@@ -131,7 +131,7 @@ class Settings:
         return cls(values=values, raw=raw)
 
     @classmethod
-    def load(cls, path: str | Path = "params.yaml") -> "Settings":
+    def load(cls, path: str | Path = "params.yaml") -> Settings:
         return cls.from_dict(load_yaml(path))
 
 

@@ -40,8 +40,17 @@ from ..core.errors import ArbiterRefusedError, LineageError
 from ..core.policy import Policy
 from ..store import ledger
 from ..store.refs import action_of, served_generation
-from .signers import KEY_ENV, ROLE_OF, SIGNERS_FILE, identity, namespace, principal_for, requires, signer_line, \
-    signing_key
+from .signers import (
+    KEY_ENV,
+    ROLE_OF,
+    SIGNERS_FILE,
+    identity,
+    namespace,
+    principal_for,
+    requires,
+    signer_line,
+    signing_key,
+)
 
 # ---------------------------------------------------------------- what an attestation binds
 

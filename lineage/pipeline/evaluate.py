@@ -37,13 +37,11 @@ def load_probes(directory: Path = PROBES) -> dict[str, list[dict]]:
 
 
 def main() -> None:
-    import torch
-
-    from ..adapters import evaluate, model
+    from ..adapters import evaluate, model  # torch
     from ..core.settings import Settings
 
     settings = Settings.load()
-    torch.manual_seed(settings["seed"])
+    evaluate.seed(settings["seed"])
     batch, max_new = settings["eval"]["batch_size"], settings["eval"]["max_new_tokens"]
     started = time.monotonic()
     probes = load_probes()

@@ -31,9 +31,9 @@ def collect_hashes() -> dict:
 
 
 def main() -> None:
+    from ..core.cards import render_eval_md, render_model_card
     from ..core.gate import judge
     from ..core.metrics import load_budget_used, load_eval_metrics
-    from ..core.cards import render_eval_md, render_model_card
 
     # Remove any earlier verdict first: an error below must not leave a PASS lying around.
     for path in (GATE_REPORT, Path("EVAL.md"), Path("MODEL_CARD.md")):

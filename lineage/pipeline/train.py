@@ -10,9 +10,18 @@ from pathlib import Path
 
 from ..core.canonical import digest_obj, write_json
 from ..core.errors import BudgetExceededError
-from .common import (CHECKPOINTS, CHILD_DIR, PARENT_DIR, PARENT_INFO, PREPARED, TRAIN_FAILURE, TRAIN_REPORTS,
-                     log, protected_policy)
 from ..core.hashes import hash_dir, hashes_csv, weights_digest
+from .common import (
+    CHECKPOINTS,
+    CHILD_DIR,
+    PARENT_DIR,
+    PARENT_INFO,
+    PREPARED,
+    TRAIN_FAILURE,
+    TRAIN_REPORTS,
+    log,
+    protected_policy,
+)
 
 
 def _versions() -> dict:

@@ -46,7 +46,7 @@ class Event:
                 "timestamp": self.timestamp, "data": self.data}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Event":
+    def from_dict(cls, d: dict) -> Event:
         return cls(d["event"], d.get("generation"), d.get("actor", "unknown"), float(d["timestamp"]), d.get("data") or {})
 
 

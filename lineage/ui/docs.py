@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 PROG = "lineage"
-DEFAULT_PATH = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 FIX = "make docs"
 HEADER = """\
 # lineage command line

@@ -50,3 +50,17 @@ def to_jsonable(value):
 
 def is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+def out(ctx) -> Output:
+    """The Output of the running command."""
+    return ctx.obj["out"]
+
+
+def table(rows: list[list], header: list[str]) -> str:
+    """Rows as an aligned plain-text table under header."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+

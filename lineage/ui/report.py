@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..adapters import git
 from ..adapters.browser import BROWSERS, browser_args, find_browser, screenshot
-from .report_svg import (BUDGET, METRICS, esc, finite, fmt, label, short, state_of, render_budget,
-                         render_delta_heatmap, render_loss_chart, render_metric_chart, render_tree)
+
+__all__ = ["BROWSERS", "BUDGET", "METRICS", "browser_args", "find_browser", "gather", "render", "screenshot", "write"]
+from .report_svg import (
+    BUDGET,
+    METRICS,
+    esc,
+    finite,
+    fmt,
+    label,
+    render_budget,
+    render_delta_heatmap,
+    render_loss_chart,
+    render_metric_chart,
+    render_tree,
+    short,
+    state_of,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_OUT = Path(".lineage") / "report.html"  # git-ignored in every store: the tree stays clean
@@ -46,7 +58,7 @@ details{margin:6px 0} summary{cursor:pointer;font-weight:600} .problem{color:#c6
 
 
 def _when(ts) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if finite(ts) else "–"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if finite(ts) else "–"
 
 
 def _candidate_table(data: dict) -> str:

@@ -14,6 +14,10 @@ __all__ = ["BUDGET", "METRICS"]
 
 METRICS = (("recall", "recall", False), ("generalize", "generalize", False),
            ("tone_drift", "tone drift", False), ("law_violations", "law violations", True))
+COLOURS = {"PASS": "#2e7d32", "FAIL": "#c62828", "ABORTED": "#757575"}
+FILLS = {"PASS": "#c8e6c9", "FAIL": "#ffcdd2", "ABORTED": "#e0e0e0"}
+THRESHOLD = "#ef6c00"
+PALETTE = ("#1565c0", "#6a1b9a", "#00838f", "#ad1457", "#4e342e", "#558b2f", "#283593", "#f9a825")
 
 
 def finite(x) -> bool:
