@@ -163,6 +163,14 @@ def read_blob(repo: Repo, commit: Commit | None, path: str) -> bytes | None:
     return obj.data if obj.type_str == "blob" else None
 
 
+def entry_id(commit: Commit, path: str) -> str | None:
+    """The object id of a tree entry (a blob or a whole folder), or None when absent."""
+    try:
+        return str(commit.tree[path].id)
+    except KeyError:
+        return None
+
+
 def is_regular_file(commit: Commit, path: str) -> bool | None:
     """True for a plain blob at path, False for a link or anything else, None when absent."""
     import pygit2

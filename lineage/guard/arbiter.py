@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import json
 import posixpath
+import re
 from dataclasses import dataclass
 
 import yaml
@@ -24,7 +25,8 @@ from ..core.gate import judge
 from ..core.metrics import BudgetUsed, EvalMetrics
 from ..core.policy import Policy
 from .attest import require
-from .evidence import DELTA_DVC, ROLLBACK_FILES, SIGNERS_FILE, DeltaFile, MoveEvidence, as_bytes, gather_move
+from .evidence import (DELTA_DVC, RESTORED, ROLLBACK_FILES, SIGNERS_FILE, DeltaFile, MoveEvidence, as_bytes,
+                       gather_move)
 
 # What a generation commit may touch relative to its parent commit.
 GENERATION_PATHS = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/*", "reports/**",
@@ -86,8 +88,16 @@ def judge_move(ev: MoveEvidence) -> Decision:
     return _judge_evidence(ev, generation)
 
 
-def _policy_of(text: str | None):
-    return (yaml.safe_load(text or "") or {}).get("policy")
+def _policy_of(text: str | None, ref: str, whose: str):
+    """The policy section of a params.yaml text; a file that is not a YAML mapping is refused."""
+    try:
+        params = yaml.safe_load(text or "") or {}
+    except yaml.YAMLError:
+        params = None
+    if not isinstance(params, dict):
+        raise ArbiterRefusedError(ref, f"{whose} params.yaml is not a YAML mapping",
+                                  "params.yaml must stay a mapping of settings; fix it on the candidate.")
+    return params.get("policy")
 
 
 def _judge_generation_paths(ev: MoveEvidence) -> None:
@@ -105,8 +115,8 @@ def _judge_generation_paths(ev: MoveEvidence) -> None:
                                       "Changes to code, stages or hooks need a person's approved change, not a promotion.")
         if fnmatch.fnmatch(path, DELTA_DVC) and path in ev.delta_files:
             _judge_delta_dvc_file(ref, path, ev.delta_files[path])
-    if "params.yaml" in ev.changed and \
-            _policy_of(ev.new_files.get("params.yaml")) != _policy_of(ev.old_files.get("params.yaml")):
+    if "params.yaml" in ev.changed and _policy_of(ev.new_files.get("params.yaml"), ref, "the candidate's") != \
+            _policy_of(ev.old_files.get("params.yaml"), ref, f"{ev.protected}'s"):
         raise ArbiterRefusedError(ref, "the candidate edits the policy it is judged by",
                                   "Policy changes need a person's approved change, never a promotion.")
 
@@ -145,6 +155,9 @@ def _judge_evidence(ev: MoveEvidence, generation: str) -> Decision:
         if metrics_raw is None or budget_raw is None or report_raw is None:
             raise ArbiterRefusedError(ref, "the candidate commit lacks metrics.json, reports/train/metrics.json "
                                            "or reports/gate.json", "Re-run 'lineage propose'.")
+        if files.get("reports/train/hashes.csv") is None:
+            raise ArbiterRefusedError(ref, "the candidate commit lacks reports/train/hashes.csv, the sha256 record "
+                                           "of its weights", "Re-run 'lineage propose'.")
         metrics = EvalMetrics.from_dict(json.loads(metrics_raw))
         budget_dict = _mapping(json.loads(budget_raw), "reports/train/metrics.json")
         budget = BudgetUsed.from_dict(budget_dict)
@@ -168,6 +181,8 @@ def _judge_evidence(ev: MoveEvidence, generation: str) -> Decision:
     if manifest is None or hashes.get("manifest") != digest_obj(manifest) \
             or budget_dict.get("manifest_digest") != hashes.get("manifest"):
         raise ArbiterRefusedError(ref, "the evolution manifest does not match the gate report")
+    if not hashes.get("child_weights"):
+        raise ArbiterRefusedError(ref, "the gate report names no weights digest: nothing binds its verdict to weights")
     if hashes.get("child_weights") != budget_dict.get("weights_sha256"):
         raise ArbiterRefusedError(ref, "the weights digest in the gate report differs from the training record")
     if eval_outs.get("metrics.json", {}).get("md5") != hashlib.md5(metrics_raw).hexdigest():
@@ -210,6 +225,10 @@ def _judge_rollback(ev: MoveEvidence) -> Decision:
     for path in ROLLBACK_FILES:
         if ev.rollback_target_files.get(path) != ev.new_files.get(path):
             raise ArbiterRefusedError(ref, f"the rollback's {path} differs from {target}'s")
+    if ev.rollback_target_ids is not None:
+        for name in RESTORED:  # the gate report, cards and every other report, as the generation had them
+            if ev.rollback_target_ids.get(name) != ev.new_ids.get(name):
+                raise ArbiterRefusedError(ref, f"the rollback's {name} differs from {target}'s")
     return Decision("rollback", target, None, None)
 
 
@@ -221,7 +240,7 @@ def _judge_approved_change(ev: MoveEvidence) -> Decision:
     """
     ref = ev.ref
     approver = ev.trailers.get("Approved-By", "").strip()
-    if not approver or "<" not in approver:
+    if not re.fullmatch(r"[^<>]*<[^<>\s]+@[^<>\s]+>", approver):
         raise ArbiterRefusedError(ref, "an approved change needs an 'Approved-By: Name <email>' trailer",
                                   "Use 'lineage change --reason TEXT' on the protected branch.")
     if not ev.trailers.get("Reason", "").strip():

@@ -18,8 +18,10 @@ DELTA_DVC = "data/deltas/*.dvc"
 # The files a generation's evidence is made of, read from the candidate commit.
 EVIDENCE_FILES = ("params.yaml", "metrics.json", "reports/train/metrics.json", "reports/gate.json",
                   "reports/train/hashes.csv", "reports/train/manifest.json", "dvc.lock")
-# What a rollback must restore exactly as the generation it names had it.
+# What a rollback must restore exactly as the generation it names had it: the files named first
+# (for a readable refusal), then every restored entry by object id (reports/ as a whole folder).
 ROLLBACK_FILES = ("dvc.lock", "metrics.json", "reports/train/hashes.csv", "reports/train/manifest.json")
+RESTORED = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class MoveEvidence:
     delta_files: dict[str, DeltaFile] = field(default_factory=dict)
     served_by_old: str | None = None     # the generation the replaced commit serves
     rollback_target_files: dict[str, str | None] | None = None
+    rollback_target_ids: dict[str, str | None] | None = None  # RESTORED entries of the target, by object id
+    new_ids: dict[str, str | None] = field(default_factory=dict)  # RESTORED entries of the candidate
 
     @property
     def ref(self) -> str:
@@ -103,13 +107,17 @@ def gather_move(repo, old_id: str | None, new_id: str | None, protected: str = "
             regular = git.is_regular_file(new, path)
             if regular is not None:  # None: deleted
                 delta_files[path] = DeltaFile(regular, _text(git.read_blob(repo, new, path)) if regular else None)
-    target_files = None
+    target_files = target_ids = None
+    new_ids: dict[str, str | None] = {}
     if "Rollback-To" in info:
+        new_ids = {name: git.entry_id(new, name) for name in RESTORED}
         for commit in git.first_parent_history(repo, old.id):
             if git.trailers(commit.message).get("Generation") == info["Rollback-To"]:
                 target_files = _files(repo, commit, ROLLBACK_FILES)
+                target_ids = {name: git.entry_id(commit, name) for name in RESTORED}
                 break
     return MoveEvidence(
         protected, str(old.id), str(new.id), parents, False, True, info, changed,
         old_files=_files(repo, old, ("params.yaml",)), new_files=_files(repo, new, EVIDENCE_FILES),
-        delta_files=delta_files, served_by_old=refs.served_generation(old), rollback_target_files=target_files)
+        delta_files=delta_files, served_by_old=refs.served_generation(old), rollback_target_files=target_files,
+        rollback_target_ids=target_ids, new_ids=new_ids)
