@@ -72,7 +72,8 @@ def run(args) -> dict:
         hook.chmod(0o755)
         invocations = {}
         for case, cmd in (("commit", ["commit", "-q", "--allow-empty", "-m", "count"]),
-                          ("checkout", ["checkout", "-q", "bench-b"]), ("checkout back", ["checkout", "-q", "bench-a"])):
+                          ("checkout", ["checkout", "-q", "bench-b"]),
+                          ("checkout back", ["checkout", "-q", "bench-a"])):
             calls.write_text("")
             git(*cmd)
             invocations[case] = calls.read_text().split()
@@ -131,7 +132,8 @@ def run(args) -> dict:
     print("hook started per command: " + "; ".join(f"{c}: {len(v)} ({', '.join(v) or 'none'})"
                                                   for c, v in invocations.items()))
     print(f"refused `git update-ref refs/heads/main <non-generation>`: {refusal['median_ms']:.0f} ms median "
-          f"({refusal['ratio']:.0f}x an update-ref of another branch, {refusal['baseline_update_ref_other_branch_ms']:.1f} ms); "
+          f"({refusal['ratio']:.0f}x an update-ref of another branch, "
+          f"{refusal['baseline_update_ref_other_branch_ms']:.1f} ms); "
           f"git said: {reason}")
     hook_pack = packing["hook"]
     print(f"`git pack-refs --all` (run by git gc / auto-maintenance): with the hook exit {hook_pack['exit']}"

@@ -273,7 +273,8 @@ class Store:
         _set_out(st["eval"]["deps"], "models/parent", **parent_out)
         _set_out(st["eval"]["deps"], "reports/parent.json", **sized("reports/parent.json"))
         _set_out(st["eval"]["outs"], "metrics.json", **sized("metrics.json"))
-        for p in ("metrics.json", "reports/train/metrics.json", "reports/train/manifest.json", "reports/train/hashes.csv"):
+        for p in ("metrics.json", "reports/train/metrics.json", "reports/train/manifest.json",
+                  "reports/train/hashes.csv"):
             _set_out(st["gate"]["deps"], p, **sized(p))
         for p in ("reports/gate.json", "EVAL.md", "MODEL_CARD.md"):
             _set_out(st["gate"]["outs"], p, **sized(p))
@@ -395,7 +396,8 @@ def _run(tmp: Path, sizes: list[int], repeats: int) -> dict:
     common.sh(common.lineage_cmd("-q", "propose"), root)
     common.sh(common.lineage_cmd("-q", "promote", "candidates/G000-a"), root)
     print(f"promotion_size: store with a really trained tiny G000 ready in {time.perf_counter() - t:.0f} s "
-          f"({root}, {fs_type(root)}); cache.type {common.sh([str(common.BIN / 'dvc'), 'config', 'cache.type'], root).stdout.strip()}")
+          f"({root}, {fs_type(root)}); "
+          f"cache.type {common.sh([str(common.BIN / 'dvc'), 'config', 'cache.type'], root).stdout.strip()}")
     store = Store(root)
     copy_to = tmp / "cp-baseline"
     per_size = []
@@ -428,7 +430,8 @@ def _run(tmp: Path, sizes: list[int], repeats: int) -> dict:
                 raise RuntimeError(f"rollback to {gen_b} did not make it the served generation")
             kinds.add(link_kind(root, wb["lock"]))
             # the fixed cost inside both commands: DVC starting up to find nothing to do
-            samples["dvc checkout (no-op)"].append(common.timed([str(common.BIN / "dvc"), "checkout", "-q", "--force"], root))
+            samples["dvc checkout (no-op)"].append(
+                common.timed([str(common.BIN / "dvc"), "checkout", "-q", "--force"], root))
             if copy_to.exists():
                 common.rmtree(copy_to)
             samples["cp -r"].append(common.timed(["cp", "-r", str(root / "models" / "child"), str(copy_to)], tmp))
@@ -439,7 +442,8 @@ def _run(tmp: Path, sizes: list[int], repeats: int) -> dict:
                "median_s": med, "ratio_vs_cp": {k: med[k] / med["cp -r"] for k in ("promote", "rollback")},
                "samples": {k: common.summary(v) for k, v in samples.items()}}
         per_size.append(row)
-        print(f"  {label}: promote {med['promote']:.2f} s, rollback {med['rollback']:.2f} s, cp -r {med['cp -r']:.3f} s, "
+        print(f"  {label}: promote {med['promote']:.2f} s, rollback {med['rollback']:.2f} s, "
+              f"cp -r {med['cp -r']:.3f} s, "
               f"arbiter {med['arbiter check_move'] * 1000:.0f} ms; DVC linked: {', '.join(sorted(kinds))}")
 
     # flatness: how much each grew from the smallest to the largest size, against cp
@@ -462,7 +466,8 @@ def _run(tmp: Path, sizes: list[int], repeats: int) -> dict:
           + ", ".join(f"{r['median_s']['dvc checkout (no-op)']:.2f} s ({r['label']})" for r in per_size))
     if result["growth_smallest_to_largest"]:
         g = result["growth_smallest_to_largest"]
-        print(f"growth {lo['label']} -> {hi['label']} ({hi['bytes'] / lo['bytes']:.0f}x bytes): promote {g['promote']:.2f}x, "
+        print(f"growth {lo['label']} -> {hi['label']} ({hi['bytes'] / lo['bytes']:.0f}x bytes): "
+              f"promote {g['promote']:.2f}x, "
               f"rollback {g['rollback']:.2f}x, cp -r {g['cp -r']:.2f}x, arbiter {g['arbiter check_move']:.2f}x")
     print(f"verify: `lineage verify` re-hashed {ver['files']} files, {common.human(ver['bytes'])} (every promoted "
           f"generation) in {ver['median_s']['lineage verify']:.2f} s; `sha256sum` of the same files "

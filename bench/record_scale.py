@@ -174,13 +174,13 @@ def build(root: Path, generations: int, events: int) -> dict:
 
 # --- measuring --------------------------------------------------------------------------------
 
-def profile(root: Path, args: list[str], out: Path, top: int = 12) -> list[dict]:
+def profile(root: Path, args: list[str], out: Path, top: int = 12) -> dict:
     """cProfile one lineage command in a child process; the top functions by own time."""
     prof = out / ("-".join(a.strip("-") for a in args) + ".prof")
     common.sh([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "lineage", *args], root)
     stats = pstats.Stats(str(prof))
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, _callers) in stats.stats.items():
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():
         rows.append({"function": f"{Path(file).name}:{line}({func})", "file": file, "calls": nc,
                      "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)})
     by_own = sorted(rows, key=lambda r: -r["tottime_s"])[:top]
@@ -262,13 +262,15 @@ def run(args) -> dict:
     print(common.table(lines, header))
     log_s = [r["cases"]["lineage log"]["median_s"] for r in rounds]
     print(f"target lineage log < {TARGET_S:g} s: " + ", ".join(
-        f"{r['state'].split(' (')[0]} {s:.2f} s {'met' if s < TARGET_S else 'MISSED'}" for r, s in zip(rounds, log_s)))
+        f"{r['state'].split(' (')[0]} {s:.2f} s {'met' if s < TARGET_S else 'MISSED'}"
+        for r, s in zip(rounds, log_s, strict=True)))
     for r in rounds:
         for name, row in r["cases"].items():
             if "profile" in row:
                 print(f"profile of `{name}` ({r['state']}), lineage functions by cumulative time:")
                 for p in row["profile"]["lineage_by_cumulative"][:6]:
-                    print(f"    {p['cumtime_s']:7.2f} s cum  {p['tottime_s']:6.2f} s own  {p['calls']:>7} calls  {p['function']}")
+                    print(f"    {p['cumtime_s']:7.2f} s cum  {p['tottime_s']:6.2f} s own  "
+                          f"{p['calls']:>7} calls  {p['function']}")
                 print("  top own time:")
                 for p in row["profile"]["top_own_time"][:6]:
                     print(f"    {p['tottime_s']:7.2f} s own  {p['calls']:>7} calls  {p['function']}")

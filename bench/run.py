@@ -123,7 +123,8 @@ def _headline(case: str, r: dict) -> str:
         return (f"dvc repro train / direct stages {r['ratio_dvc_vs_direct']:.2f}x; training "
                 f"{r['training_backend']['median_tokens_per_s']:.0f} tokens/s on CPU")
     if case == "window":
-        return "; ".join(f"K={w['k']} {w['median_s']:.0f} s ({w['ratio_vs_k%d' % r['baseline_k']]:.2f}x K={r['baseline_k']})"
+        ratio = f"ratio_vs_k{r['baseline_k']}"
+        return "; ".join(f"K={w['k']} {w['median_s']:.0f} s ({w[ratio]:.2f}x K={r['baseline_k']})"
                          for w in r["windows"])
     if case == "storage":
         return "; ".join(f"{c['finetune']}: +{common.human(c['child_cache_growth_bytes'])} per generation "

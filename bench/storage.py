@@ -88,7 +88,8 @@ def run(args) -> dict:
         rows = []
         for name, finetune in (("f", "full"), ("l", "lora")):
             before = cache_files(store)
-            overrides = ["-S", f"train.finetune={finetune}"] + (["-S", f"train.lora_r={r}"] if finetune == "lora" else [])
+            overrides = (["-S", f"train.finetune={finetune}"]
+                         + (["-S", f"train.lora_r={r}"] if finetune == "lora" else []))
             common.sh(common.lineage_cmd("-q", "propose", "--name", name, *overrides), store)
             after = cache_files(store)
             new = {p: n for p, n in after.items() if p not in before}

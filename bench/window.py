@@ -83,7 +83,7 @@ def run(args) -> dict:
     base_k = ks[0]
     med = {k: common.median([x["wall_s"] for x in v]) for k, v in runs.items()}
     rows = [{"k": k, "median_s": med[k], "per_candidate_s": med[k] / k,
-             "ratio_vs_k%d" % base_k: med[k] / med[base_k],
+             f"ratio_vs_k{base_k}": med[k] / med[base_k],
              "peak_rss_mib": max(x["peak_rss_mib"] for x in runs[k]),
              "samples": common.summary([x["wall_s"] for x in runs[k]])} for k in ks]
     result = {"repeats": repeats, "baseline_k": base_k, "g000_setup_s": setup, "windows": rows,
@@ -91,7 +91,7 @@ def run(args) -> dict:
     path = common.write_result(NAME, result)
     print(f"== window: `lineage evolve -k K`, medians of {repeats}; baseline = the K={base_k} window of this run")
     print(common.table([[r["k"], f"{r['median_s']:.0f}", f"{r['per_candidate_s']:.0f}",
-                         f"{r['ratio_vs_k%d' % base_k]:.2f}x", f"{r['peak_rss_mib']:.0f}"] for r in rows],
+                         f"{r[f'ratio_vs_k{base_k}']:.2f}x", f"{r['peak_rss_mib']:.0f}"] for r in rows],
                        ["K", "window s", "s per candidate", f"vs K={base_k}", "peak RSS MiB"]))
     print(f"-> {path}")
     return result

@@ -24,17 +24,21 @@ from .moves import recover as _recover
 from .moves import register as _register
 from .moves import rollback as _rollback
 from .moves import sync as _sync
+
+# Results, re-exported so a caller needs only this module.
+from .moves.change import Change
+from .moves.init import TEMPLATE_FILES as TEMPLATE_FILES
+from .moves.init import InitResult
+from .moves.promote import Promotion
+from .moves.propose import Proposal
+from .moves.register import DataAdded
+from .moves.rollback import Rollback
 from .store import ledger, record, refs, weights
 from .store import verify as _verify
 from .store.root import Store, find_root
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-
-# Results, re-exported so a caller needs only this module.
-InitResult, DataAdded = _init.InitResult, _register.DataAdded
-Proposal, Promotion, Rollback, Change = _propose.Proposal, _promote.Promotion, _rollback.Rollback, _change.Change
-TEMPLATE_FILES = _init.TEMPLATE_FILES
 
 PathLike = str | Path
 

@@ -13,15 +13,19 @@ below and not repeated here.
 
 Inventory of cases proven in other modules:
     local update-ref, merge --ff-only, reset, commit --no-verify  test_promotion.py
-    hub force push / non-fast-forward / delete main / frozen tag  test_promotion.py::test_hub_refuses_force_pushes_deletes_and_tag_moves
+    hub force push / non-fast-forward / delete main / frozen tag  test_promotion.py::
+        test_hub_refuses_force_pushes_deletes_and_tag_moves
     hub refuses hooks-off commit and pygit2 move                  test_promotion.py
     racing promoters (stale tip)                                  test_promotion.py, test_faults.py
     candidate that loosens its policy (judged by main's)          test_gate_honesty.py
     candidate that edits allowed_signers, unattested move          test_signatures.py
-    pickle by suffix, by content, in a zip; malformed headers     test_safety.py (unit), test_train_stage.py (parent stage)
+    pickle by suffix, by content, in a zip; malformed headers     test_safety.py (unit),
+                                                                  test_train_stage.py (parent stage)
     `..`/absolute sources, symlinked deltas, secrets               test_data_gate.py
-    corrupted read-only cache file (verify)                        test_promotion.py::test_verify_passes_then_catches_a_corrupted_read_only_cache_file
-    DVC remote lacking data (push refuses)                         test_faults.py::test_push_refuses_every_ref_while_the_remote_lacks_data_one_points_at
+    corrupted read-only cache file (verify)                        test_promotion.py::
+        test_verify_passes_then_catches_a_corrupted_read_only_cache_file
+    DVC remote lacking data (push refuses)                         test_faults.py::
+        test_push_refuses_every_ref_while_the_remote_lacks_data_one_points_at
 """
 
 from __future__ import annotations
@@ -103,7 +107,8 @@ def commit(store: Path, tree_from: str, parent: str, msg: str, edits: dict | Non
         else:
             index.add(pygit2.IndexEntry(path, repo.create_blob(data), pygit2.enums.FileMode.BLOB))
     tree = index.write_tree(repo)
-    return str(repo.create_commit(None, MALLORY, MALLORY, msg, tree, [repo.revparse_single(parent).peel(pygit2.Commit).id]))
+    return str(repo.create_commit(None, MALLORY, MALLORY, msg, tree,
+                                  [repo.revparse_single(parent).peel(pygit2.Commit).id]))
 
 
 def sha256(data: bytes) -> str:
@@ -164,7 +169,8 @@ def own_dvc_remote(store: Path, source: Path) -> Path:
     """Give a store copy its own copy of the world's DVC remote (to damage it safely)."""
     remote = store.parent / "luna.dvc-remote"
     shutil.copytree(Path(str(source) + ".dvc-remote"), remote)
-    run([str(VENV_BIN / "dvc"), "remote", "add", "-q", "-f", "-d", "--local", "origin", str(remote)], cwd=store, check=True)
+    run([str(VENV_BIN / "dvc"), "remote", "add", "-q", "-f", "-d", "--local", "origin", str(remote)],
+        cwd=store, check=True)
     return remote
 
 
@@ -183,7 +189,8 @@ def forged_gate_report(store):
     report = json.loads(blob(store, G001, "reports/gate.json"))
     assert report["verdict"] == "PASS"
     report["hashes"]["metrics"] = sha256(new)
-    lock = blob(store, G001, "dvc.lock").replace(hashlib.md5(old).hexdigest().encode(), hashlib.md5(new).hexdigest().encode())
+    lock = blob(store, G001, "dvc.lock").replace(hashlib.md5(old).hexdigest().encode(),
+                                                 hashlib.md5(new).hexdigest().encode())
     return commit(store, G001, "main", message(store, G001), {
         "metrics.json": new, "reports/gate.json": json.dumps(report, indent=2).encode(), "dvc.lock": lock})
 
@@ -209,7 +216,8 @@ def hashes_csv_of_other_weights(store):
 def manifest_rewritten(store):
     manifest = json.loads(blob(store, G001, "reports/train/manifest.json"))
     manifest["data"]["new"] = []
-    return commit(store, G001, "main", message(store, G001), {"reports/train/manifest.json": json.dumps(manifest).encode()})
+    return commit(store, G001, "main", message(store, G001),
+                  {"reports/train/manifest.json": json.dumps(manifest).encode()})
 
 
 def candidate_loosens_its_own_policy(store):
@@ -225,8 +233,10 @@ def stale_parent(store):
 
 def rollback_to_a_never_promoted_generation(store):
     """A rollback commit restoring G001-a's evidence exactly, though G001 never served."""
-    return commit(store, G001, "main", "rollback: G000 -> G001\n\nRollback-From: G000\nRollback-To: G001\nReason: sneak\n", {
-        "data/deltas/.gitignore": blob(store, "main", "data/deltas/.gitignore"), "data/deltas/d001-era1.jsonl.dvc": None})
+    return commit(store, G001, "main",
+                  "rollback: G000 -> G001\n\nRollback-From: G000\nRollback-To: G001\nReason: sneak\n",
+                  {"data/deltas/.gitignore": blob(store, "main", "data/deltas/.gitignore"),
+                   "data/deltas/d001-era1.jsonl.dvc": None})
 
 
 def plain_commit(store):
@@ -243,8 +253,9 @@ def two_generations_at_once(store):
 
 def approved_change_carrying_evidence(store):
     _, new = _metrics_edit(store, lambda m: m["child"].update(recall=1.0))
-    return commit(store, "main", "main", "change\n\nApproved-Change: 1\nApproved-By: Mallory <mallory@lineage.invalid>\n"
-                                         "Reason: better numbers\n", {"metrics.json": new})
+    return commit(store, "main", "main",
+                  "change\n\nApproved-Change: 1\nApproved-By: Mallory <mallory@lineage.invalid>\n"
+                  "Reason: better numbers\n", {"metrics.json": new})
 
 
 EVIL_STAGE = b"import pathlib\npathlib.Path('PWNED').touch()\n"
@@ -283,9 +294,11 @@ FORGERIES = {
     "stale parent": (stale_parent, "the candidate was trained from the base, but the protected branch serves G000"),
     "rollback to never-promoted": (rollback_to_a_never_promoted_generation, "G001 was never promoted on this branch"),
     "plain commit": (plain_commit, "not a lineage generation"),
-    "generation changes code": (candidate_changes_stage_code, "changes stages/train.py, which a generation may not touch"),
+    "generation changes code": (candidate_changes_stage_code,
+                                "changes stages/train.py, which a generation may not touch"),
     "two generations at once": (two_generations_at_once, "is not a single generation commit on top of"),
-    "approved change with evidence": (approved_change_carrying_evidence, "an approved change may not touch metrics.json"),
+    "approved change with evidence": (approved_change_carrying_evidence,
+                                      "an approved change may not touch metrics.json"),
     "delta .dvc escaping the store": (delta_manifest_escaping_the_store, "may only track"),
     "delta .dvc with wdir": (delta_manifest_with_a_working_directory, "may only track"),
 }
@@ -328,7 +341,8 @@ def _forged_branch(store: Path) -> str:
 VERBS = {
     "branch -f": (["checkout", "-q", "--detach"], ["branch", "-f", "main", "forged"]),
     "branch -D": (["checkout", "-q", "--detach"], ["branch", "-D", "main"]),
-    "push --force into the store": (["checkout", "-q", "--detach"], ["push", "-q", "--force", ".", "forged:refs/heads/main"]),
+    "push --force into the store": (["checkout", "-q", "--detach"],
+                                    ["push", "-q", "--force", ".", "forged:refs/heads/main"]),
     "pull --ff-only": (None, ["pull", "-q", "--ff-only", ".", "forged"]),
     "rebase": (["stash", "-q"], ["rebase", "-q", "forged"]),  # the registered delta waits staged: put it aside
     "cherry-pick": (["stash", "-q"], ["cherry-pick", "forged"]),
@@ -354,7 +368,8 @@ BYPASSES = {
     "core.hooksPath override": lambda store, forged: git(store, "-c", "core.hooksPath=/dev/null", "update-ref",
                                                          "refs/heads/main", forged),
     "pygit2": lambda store, forged: pygit2.Repository(str(store)).references["refs/heads/main"].set_target(forged),
-    "hand-edited ref file": lambda store, forged: (store / ".git" / "refs" / "heads" / "main").write_text(forged + "\n"),
+    "hand-edited ref file": lambda store, forged: (store / ".git" / "refs" / "heads" / "main").write_text(
+        forged + "\n"),
 }
 
 

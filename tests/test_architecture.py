@@ -108,8 +108,8 @@ def test_every_layer_imports_only_from_the_layers_below_it():
     for module, targets in internal_edges().items():
         for target in targets:
             if target != "lineage" and layer_of(target) > layer_of(module):
-                wrong.append(f"{module} imports {target} ({LAYERS[layer_of(module)] if layer_of(module) < len(LAYERS) else 'entry'}"
-                             f" may not import {LAYERS[layer_of(target)]})")
+                layer = LAYERS[layer_of(module)] if layer_of(module) < len(LAYERS) else "entry"
+                wrong.append(f"{module} imports {target} ({layer} may not import {LAYERS[layer_of(target)]})")
     assert not wrong, "\n".join(sorted(wrong))
 
 

@@ -158,7 +158,8 @@ ROLLBACK = ["rollback:journaled", "rollback:built", "rollback:moved", "rollback:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ROLLBACK)
-def test_rollback_killed_at_each_step_is_whole_or_absent_and_a_rerun_does_not_roll_back_twice(promoted, tmp_path, point):
+def test_rollback_killed_at_each_step_is_whole_or_absent_and_a_rerun_does_not_roll_back_twice(
+        promoted, tmp_path, point):
     store = clone_store(promoted, tmp_path / "luna")
     old = rev(store, "main")
     before = len(events(store))
@@ -227,7 +228,8 @@ def killed_after_run(base, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", PROPOSE_LATE)
-def test_propose_killed_after_its_run_is_finished_by_the_rerun_without_training_again(killed_after_run, tmp_path, point):
+def test_propose_killed_after_its_run_is_finished_by_the_rerun_without_training_again(
+        killed_after_run, tmp_path, point):
     """The later points sit in the finishing code that propose and its re-run share; the re-run is
     killed there in turn (a training saved per case), then run once more to convergence."""
     store = clone_store(killed_after_run, tmp_path / "luna")
@@ -406,7 +408,7 @@ def test_ten_promoters_racing_from_one_tip_exactly_one_wins(base, tmp_path):
 
     procs = [subprocess.Popen([sys.executable, "-m", "lineage", "promote", b], cwd=store, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for b in branches]
-    results = [(b, p.wait(timeout=600), p.stderr.read()) for b, p in zip(branches, procs)]
+    results = [(b, p.wait(timeout=600), p.stderr.read()) for b, p in zip(branches, procs, strict=True)]
     winners = [b for b, code, _ in results if code == 0]
     assert len(winners) == 1, results
     for branch, code, err in results:

@@ -339,7 +339,7 @@ def test_model_card_handles_a_sparse_manifest():
 
 def test_model_card_flags_narrow_passes_only_for_scores():
     report, m = _report(_metrics_with("child.recall", 0.875))
-    risks = next(l for l in render_model_card(report, m, MANIFEST).splitlines() if l.startswith("- **Risks"))
+    risks = next(line for line in render_model_card(report, m, MANIFEST).splitlines() if line.startswith("- **Risks"))
     assert risks == "- **Risks:** recall passed within 0.01 of its threshold"
     report, m = _report()
     assert "- **Risks:** none flagged by the gate" in render_model_card(report, m, MANIFEST)

@@ -137,7 +137,8 @@ def test_gc_cloud_is_refused_in_a_clone_that_lacks_refs_its_git_remote_has(colle
     sh([DVC, "remote", "add", "--local", "-f", "-d", "origin", str(remote_dir(store).parents[1])], clone)
     # a candidate that reaches the shared remote after the clone was made
     tree = sh(["git", "rev-parse", "candidates/G002-c^{tree}"], store).stdout.strip()
-    newer = sh(["git", "commit-tree", tree, "-p", "main", "-m", "G003-d: PASS\n\nGeneration: G003"], store).stdout.strip()
+    newer = sh(["git", "commit-tree", tree, "-p", "main", "-m", "G003-d: PASS\n\nGeneration: G003"],
+               store).stdout.strip()
     sh(["git", "branch", "candidates/G003-d", newer], store)
     before = sorted(p.name for p in remote_dir(store).rglob("*"))
     try:

@@ -57,7 +57,8 @@ def test_merge_ff_only_and_commit_no_verify_on_main_are_refused(store):
     assert tip(store) == before
     # git rewrote the work tree before the hook refused the ref move: put it back
     sh(["git", "reset", "-q", "--hard", "main"], store)
-    sh(["git", "checkout", "candidates/G001-a", "--", "data/deltas/.gitignore", "data/deltas/d001-era1.jsonl.dvc"], store)
+    sh(["git", "checkout", "candidates/G001-a", "--", "data/deltas/.gitignore", "data/deltas/d001-era1.jsonl.dvc"],
+       store)
 
 
 def test_lineage_promote_of_a_failed_candidate_says_why_and_moves_nothing(store):
@@ -81,7 +82,8 @@ def test_passing_candidate_is_merged_fast_forward_through_the_hook_then_rolled_b
 
     lineage(store, "rollback", "--to", "G000", "--reason", "answers regressed")
     message = sh(["git", "log", "-1", "--format=%B", "main"], store).stdout
-    assert "Rollback-From: G002" in message and "Rollback-To: G000" in message and "Reason: answers regressed" in message
+    assert ("Rollback-From: G002" in message and "Rollback-To: G000" in message
+            and "Reason: answers regressed" in message)
     assert sh(["git", "rev-parse", "main~1"], store).stdout.strip() == candidate  # forward, never a rewrite
     g000 = sh(["git", "show", "lineage/gen/G000:reports/train/hashes.csv"], store).stdout
     assert (store / "reports" / "train" / "hashes.csv").read_text() == g000
@@ -247,7 +249,8 @@ def test_policy_changes_only_through_a_persons_approved_change(store):
     plain = sh(["git", "commit", "-qm", "loosen"], store, check=False)
     assert plain.returncode != 0 and "not a lineage generation" in plain.stderr
     served = json.loads(lineage(store, "--json", "status", "--no-remote").stdout)["head_generation"]
-    done = json.loads(lineage(store, "--json", "change", "--reason", "laws are tested elsewhere for tiny models").stdout)
+    done = json.loads(lineage(store, "--json", "change", "--reason",
+                              "laws are tested elsewhere for tiny models").stdout)
     message = sh(["git", "log", "-1", "--format=%B", "main"], store).stdout
     assert "Approved-Change: 1" in message and "Approved-By: " in message and done["paths"] == ["params.yaml"]
     assert json.loads(lineage(store, "--json", "status", "--no-remote").stdout)["head_generation"] == served

@@ -319,7 +319,8 @@ FAKE = {
     "huggingface_token": "login " + "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345",
     "slack_token": "bot " + "xoxb-" + "123456789012-abcdefghijkl",
     "google_api_key": "maps " + "AIza" + "SyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
-    "jwt": "Bearer " + "eyJhbGciOiJIUzI1NiJ9" + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0" + ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "jwt": "Bearer " + "eyJhbGciOiJIUzI1NiJ9" + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0"
+           + ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
     "generic_secret": 'api_key = "' + "9f8e7d6c5b4a3210fedc" + '"',
     "generic_password": "password: " + "Tr0ub4dor&3x",
 }

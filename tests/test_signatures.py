@@ -72,7 +72,8 @@ def forge(store: Path, action: str, generation: str, change=None, drop=False, re
     """Alter, re-sign (with ssh-keygen itself) or drop one attestation in the log."""
     def edit(event):
         data = event.get("data") or {}
-        if event["event"] != "ATTEST" or data["payload"]["action"] != action or data["payload"]["generation"] != generation:
+        if (event["event"] != "ATTEST" or data["payload"]["action"] != action
+                or data["payload"]["generation"] != generation):
             return event
         if drop:
             return None
@@ -138,7 +139,8 @@ def test_promotions_and_rollback_carry_attestations_that_verify(final, signed):
     att = attestation(final, "promote", "G001")
     p = att["payload"]
     commit = git(final, "rev-parse", "lineage/gen/G001^{commit}")
-    hashes = subprocess.run(["git", "show", f"{commit}:reports/train/hashes.csv"], cwd=final, capture_output=True).stdout
+    hashes = subprocess.run(["git", "show", f"{commit}:reports/train/hashes.csv"], cwd=final,
+                            capture_output=True).stdout
     gate = subprocess.run(["git", "show", f"{commit}:reports/gate.json"], cwd=final, capture_output=True).stdout
     assert p["commit"] == commit and p["parent"] == git(final, "rev-parse", f"{commit}^")
     assert p["weights"] == "sha256:" + hashlib.sha256(hashes).hexdigest()
@@ -214,7 +216,8 @@ def test_a_rollback_commit_that_edits_allowed_signers_is_refused(final):
     builder.insert("allowed_signers", repo.create_blob(b"mallory@x ssh-ed25519 AAAA\n"), pygit2.enums.FileMode.BLOB)
     message = "rollback: G000 -> G000\n\nsneaky\n\nRollback-From: G001\nRollback-To: G000\nReason: sneaky"
     main = git(final, "rev-parse", "main")
-    sneaky = run(["git", "commit-tree", str(builder.write()), "-p", main, "-m", message], cwd=final, check=True)[1].strip()
+    sneaky = run(["git", "commit-tree", str(builder.write()), "-p", main, "-m", message],
+                 cwd=final, check=True)[1].strip()
     code, _, err = run(["git", "update-ref", "refs/heads/main", sneaky, main], cwd=final)
     assert code != 0 and "the rollback changes allowed_signers" in err
     assert git(final, "rev-parse", "main") == main

@@ -55,6 +55,7 @@ def _dvc_echo(args, cwd, env, check, echo) -> subprocess.CompletedProcess:
     proc = subprocess.Popen([dvc_bin(), *args], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, bufsize=1)
     lines = []
+    assert proc.stdout is not None  # stdout=PIPE
     for line in proc.stdout:
         lines.append(line)
         if line.lstrip().startswith(STAGE_LINE):
@@ -101,8 +102,8 @@ def dir_listing(cache: Path, md5_dir: str) -> list[dict]:
     for entry in entries if isinstance(entries, list) else [None]:
         rel = entry.get("relpath") if isinstance(entry, dict) else None
         parts = rel.replace("\\", "/").split("/") if isinstance(rel, str) else []
-        if not parts or rel.startswith(("/", "\\")) or "\x00" in rel or ".." in parts or "" in parts \
-                or not isinstance(entry.get("md5"), str):
+        if not isinstance(rel, str) or not parts or rel.startswith(("/", "\\")) or "\x00" in rel or ".." in parts \
+                or "" in parts or not isinstance(entry, dict) or not isinstance(entry.get("md5"), str):
             raise IntegrityError(f"DVC cache object {md5_dir}", f"lists {rel!r}, a path outside its directory "
                                                                 "or no path at all (a tampered cache or remote)")
     return entries

@@ -96,7 +96,7 @@ def law_check(output: str, rule: dict) -> str | None:
 @torch.no_grad()
 def token_distributions(model, tok, texts: list[str], batch_size: int) -> list[torch.Tensor]:
     """Next-token probability distributions at every position of each text."""
-    out = []
+    out: list[torch.Tensor] = []
     for start in range(0, len(texts), batch_size):
         chunk = [_encode(tok, t) for t in texts[start:start + batch_size]]
         ids, mask = _pad(chunk, tok.pad_token_id)
@@ -123,7 +123,7 @@ def tone_drift(child, parent, tok, texts: list[str], batch_size: int) -> float:
         return 1.0  # a different vocabulary is a different voice altogether
     total, count = 0.0, 0
     for c, p in zip(token_distributions(child, tok, texts, batch_size),
-                    token_distributions(parent, tok, texts, batch_size)):
+                    token_distributions(parent, tok, texts, batch_size), strict=True):
         js = js_divergence(c, p)
         total += float(js.sum())
         count += js.numel()
@@ -153,12 +153,12 @@ def score_model(model, tok, probes: dict[str, list[dict]], max_new_tokens: int, 
     """recall (overall and per delta), generalize, law violations, held-out loss for one model."""
     recall, recall_ok = choice_accuracy(model, tok, probes["recall"], batch_size)
     by_delta: dict[str, list[bool]] = {}
-    for probe, ok in zip(probes["recall"], recall_ok):
+    for probe, ok in zip(probes["recall"], recall_ok, strict=True):
         by_delta.setdefault(probe["delta"], []).append(ok)
     generalize, _ = choice_accuracy(model, tok, probes["generalize"], batch_size)
     outputs = greedy(model, tok, [p["prompt"] for p in probes["law"]], max_new_tokens, batch_size)
     violations = []
-    for probe, output in zip(probes["law"], outputs):
+    for probe, output in zip(probes["law"], outputs, strict=False):
         why = law_check(output, probe["rule"])
         if why:
             violations.append({"prompt": probe["prompt"], "output": output, "rule": probe["rule"], "why": why})
@@ -209,6 +209,6 @@ def shadow_parity(a, b, tok, prompts: list[str], max_new_tokens: int, batch_size
     """Run two models side by side: share of prompts whose normalised answers agree, and where not."""
     left = greedy(a, tok, prompts, max_new_tokens, batch_size)
     right = greedy(b, tok, prompts, max_new_tokens, batch_size)
-    differ = [{"prompt": p, "a": x.strip(), "b": y.strip()} for p, x, y in zip(prompts, left, right)
+    differ = [{"prompt": p, "a": x.strip(), "b": y.strip()} for p, x, y in zip(prompts, left, right, strict=False)
               if _normalise(x) != _normalise(y)]
     return {"parity": round(1 - len(differ) / max(len(prompts), 1), 6), "prompts": len(prompts), "differ": differ}

@@ -38,7 +38,7 @@ def git(args: list[str], cwd: str | Path, check: bool = True, env: dict | None =
         refused = [ln for ln in proc.stderr.splitlines() if ln.startswith("lineage: refused")]
         if refused:  # our own hook said no: pass its reason on, not git's "aborted by hook"
             err = LineageError(refused[0][len("lineage: "):], "Generations move only by 'lineage promote' or "
-                                                               "'lineage rollback'; policy and code by 'lineage change'.")
+                               "'lineage rollback'; policy and code by 'lineage change'.")
             err.exit_code = 1
             raise err
         msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import ParamsError, UnsafeWeightsError
 
@@ -82,9 +83,10 @@ def load(path: str | Path, device: str = "cpu", dtype: str | None = None):
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         path, local_files_only=True, use_safetensors=True, dtype=torch_dtype,
-    ).to(device)
+    )
+    model = model.to(device)
     model.eval()
     return model, tok
 

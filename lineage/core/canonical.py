@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 CHUNK = 1 << 20
 
 
-def canonical_json(obj) -> bytes:
+def canonical_json(obj: Any) -> bytes:
     """Serialise with sorted keys and no whitespace: the bytes we hash."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -19,7 +20,7 @@ def digest_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def digest_obj(obj) -> str:
+def digest_obj(obj: Any) -> str:
     """Return the tagged digest of an object's canonical bytes."""
     return digest_bytes(canonical_json(obj))
 
@@ -33,7 +34,7 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_json(path: str | Path, obj, pretty: bool = True) -> None:
+def write_json(path: str | Path, obj: Any, pretty: bool = True) -> None:
     """Write JSON atomically (temp file + rename), pretty for humans unless asked."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

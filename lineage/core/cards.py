@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeGuard
+
 import yaml
 
 from .canonical import digest_obj
-from .gate import EPS, GateReport
+from .gate import EPS, Criterion, GateReport
 from .metrics import EvalMetrics
 
 UNKNOWN = "unknown"
@@ -13,7 +15,7 @@ DIFFERS = "the candidate's own params.yaml policy differs and was ignored"
 NARROW = 0.01  # a pass closer than this to its threshold is worth flagging as a risk
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     """A value for a table cell: floats to 4 places without trailing zeros, None as a dash."""
     if v is None:
         return "—"
@@ -25,7 +27,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _cell(v) -> str:
+def _cell(v: object) -> str:
     # A pipe inside a cell would split the Markdown table.
     return _fmt(v).replace("|", "\\|")
 
@@ -34,7 +36,7 @@ def _signed(x: float) -> str:
     return f"{x:+.4f}"
 
 
-def _result(c) -> str:
+def _result(c: Criterion) -> str:
     if not c.applicable:
         return "n.a."
     return "PASS" if c.passed else "FAIL"
@@ -86,11 +88,11 @@ def render_eval_md(report: GateReport, metrics: EvalMetrics) -> str:
 class _IndentDumper(yaml.SafeDumper):
     """Indent list items under their key, so the card body holds the only top-level bullets."""
 
-    def increase_indent(self, flow=False, indentless=False):
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         return super().increase_indent(flow, False)
 
 
-def _hub_id(base) -> str | None:
+def _hub_id(base: object) -> str | None:
     # Only a Hub id belongs in base_model; a local path or a scratch model has no Hub page.
     if not isinstance(base, str) or not base.strip() or base.strip() == "scratch":
         return None
@@ -99,9 +101,9 @@ def _hub_id(base) -> str | None:
     return base
 
 
-def _front_matter(report: GateReport, metrics: EvalMetrics, manifest: dict) -> str:
+def _front_matter(report: GateReport, metrics: EvalMetrics, manifest: dict[str, Any]) -> str:
     ch = metrics.child
-    meta: dict = {}
+    meta: dict[str, Any] = {}
     base = _hub_id(manifest.get("base_model"))
     if base:
         meta["base_model"] = base
@@ -122,14 +124,14 @@ def _front_matter(report: GateReport, metrics: EvalMetrics, manifest: dict) -> s
     return f"---\n{body}---\n"
 
 
-def _parent(metrics: EvalMetrics, manifest: dict) -> str:
+def _parent(metrics: EvalMetrics, manifest: dict[str, Any]) -> str:
     phash = manifest.get("parent_hash") or UNKNOWN
     if metrics.parent_is_generation:
         return f"{manifest.get('parent_generation') or UNKNOWN} (`{phash}`)"
     return f"the base model {manifest.get('base_model') or UNKNOWN} (`{phash}`); this is the first generation"
 
 
-def _data(manifest: dict) -> str:
+def _data(manifest: dict[str, Any]) -> str:
     data = manifest.get("data")
     if not isinstance(data, list):
         return UNKNOWN
@@ -155,8 +157,8 @@ def _deltas(report: GateReport, metrics: EvalMetrics) -> str:
     return "; ".join(parts)
 
 
-def _numeric(*xs) -> bool:
-    return all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+def _numeric(x: object) -> TypeGuard[float]:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _risks(report: GateReport, metrics: EvalMetrics) -> str:
@@ -169,8 +171,9 @@ def _risks(report: GateReport, metrics: EvalMetrics) -> str:
         risks.append("first generation: judged on absolute floors, no parent voice to keep")
     for c in report.criteria:
         # Only scores in [0, 1] have a meaningful "narrow" margin; counts at 0 <= 0 are just fine.
-        score = isinstance(c.observed, float) and not c.name.startswith("budget.")
-        if c.applicable and c.passed and score and abs(c.observed - c.threshold) < NARROW:
+        if not isinstance(c.observed, float) or c.name.startswith("budget.") or not _numeric(c.threshold):
+            continue
+        if c.applicable and c.passed and abs(c.observed - c.threshold) < NARROW:
             risks.append(f"{c.name} passed within {NARROW:g} of its threshold")
     if metrics.child.law_violations:
         risks.append(f"{metrics.child.law_violations} law violation(s) on the probes")
@@ -180,7 +183,7 @@ def _risks(report: GateReport, metrics: EvalMetrics) -> str:
 def _regressions(report: GateReport) -> str:
     regs = []
     for c in report.criteria:
-        if not _numeric(c.observed, c.parent):
+        if not (_numeric(c.observed) and _numeric(c.parent)):
             continue
         # Worse than the parent even when within tolerance: the card tells, the gate decides.
         worse = c.observed < c.parent - EPS if c.op == ">=" else c.observed > c.parent + EPS
@@ -195,7 +198,7 @@ def _hashes(report: GateReport) -> str:
     return "; ".join(parts)
 
 
-def render_model_card(report: GateReport, metrics: EvalMetrics, manifest: dict) -> str:
+def render_model_card(report: GateReport, metrics: EvalMetrics, manifest: dict[str, Any]) -> str:
     """MODEL_CARD.md: Hugging Face front matter, then exactly six bullets."""
     manifest = manifest if isinstance(manifest, dict) else {}
     gen = manifest.get("generation") or UNKNOWN

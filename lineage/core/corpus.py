@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 SEED = 20261121
 ERAS = 4
@@ -99,21 +100,21 @@ def _choices(rng: random.Random, vocab: list[str], answer: str) -> tuple[list[st
     return [" " + o for o in options], options.index(answer)
 
 
-def _record(**fields) -> dict:
+def _record(**fields: Any) -> dict[str, Any]:
     return fields
 
 
-def generate(seed: int = SEED, eras: int = ERAS) -> list[list[dict]]:
+def generate(seed: int = SEED, eras: int = ERAS) -> list[list[dict[str, Any]]]:
     """Return the corpus as one list of records per era; same seed, same records."""
     rng = random.Random(seed)
     all_names = _island_names(rng, eras * ISLANDS_PER_ERA)
-    corpus: list[list[dict]] = []
+    corpus: list[list[dict[str, Any]]] = []
     for era in range(eras):
         src = f"era{era}"
-        records: list[dict] = []
+        records: list[dict[str, Any]] = []
         islands = all_names[era * ISLANDS_PER_ERA:(era + 1) * ISLANDS_PER_ERA]
         for island in islands:
-            for relation, (vocab, narratives, questions, held_out) in RELATIONS.items():
+            for _relation, (vocab, narratives, questions, held_out) in RELATIONS.items():
                 obj = rng.choice(vocab)
                 for template in narratives:
                     records.append(_record(kind="narrative", text=template.format(s=island, o=obj),

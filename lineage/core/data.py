@@ -10,11 +10,16 @@ import json
 import math
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import MalformedDataError, NotWhitelistedError, SecretFoundError, UnsafePathError
 from .safety import check_store_path, glob_match, scan_secrets
+
+if TYPE_CHECKING:
+    from .policy import DataRules
 
 TRAIN_KINDS = {"narrative", "qa", "voice", "law", "text"}
 PROBE_KINDS = {"recall", "generalize", "tone", "law"}
@@ -29,21 +34,21 @@ class Delta:
     id: str
     path: str
     sha256: str
-    records: tuple
+    records: tuple[dict[str, Any], ...]
 
     @property
-    def train_records(self) -> list[dict]:
+    def train_records(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("kind") != "probe"]
 
-    def probes(self, kind: str) -> list[dict]:
+    def probes(self, kind: str) -> list[dict[str, Any]]:
         return [dict(r, delta=self.id) for r in self.records if r.get("kind") == "probe" and r.get("probe") == kind]
 
 
-def _fail(path: str, line: int, problem: str):
+def _fail(path: str, line: int, problem: str) -> NoReturn:
     raise MalformedDataError(path, line, problem)
 
 
-def validate_record(rec, path: str, line: int, max_chars: int) -> dict:
+def validate_record(rec: Any, path: str, line: int, max_chars: int) -> dict[str, Any]:
     """Check one parsed line; raise MalformedDataError naming file and line."""
     if not isinstance(rec, dict):
         _fail(path, line, "not a JSON object")
@@ -91,7 +96,7 @@ def validate_record(rec, path: str, line: int, max_chars: int) -> dict:
     return rec
 
 
-def _strings(value):
+def _strings(value: Any) -> Iterator[str]:
     """Every string in a parsed JSON value, nested ones included (a secret in 'choices' is still one)."""
     if isinstance(value, str):
         yield value
@@ -103,7 +108,7 @@ def _strings(value):
             yield from _strings(item)
 
 
-def read_delta(root: Path, rel: str, rules) -> Delta:
+def read_delta(root: Path, rel: str, rules: DataRules) -> Delta:
     """Apply the data gate to one delta file and parse it."""
     import hashlib
 
@@ -153,12 +158,13 @@ def list_deltas(root: Path, deltas_dir: Path) -> list[str]:
     return out
 
 
-def training_text(rec: dict) -> str:
+def training_text(rec: dict[str, Any]) -> str:
     """The text a record contributes to causal-LM training."""
-    return rec["text"] if "text" in rec else rec["prompt"] + rec["completion"]
+    text: str = rec["text"] if "text" in rec else rec["prompt"] + rec["completion"]
+    return text
 
 
-def sample_replay(deltas: list[Delta], count: int, strategy: str, seed: int) -> list[dict]:
+def sample_replay(deltas: list[Delta], count: int, strategy: str, seed: int) -> list[dict[str, Any]]:
     """Sample `count` training records from earlier deltas, without replacement.
 
     uniform: every record alike; recent_weighted: later deltas weigh more;
@@ -171,7 +177,7 @@ def sample_replay(deltas: list[Delta], count: int, strategy: str, seed: int) -> 
         return []
     rng = random.Random(seed)
 
-    def weight(i: int, r: dict) -> float:
+    def weight(i: int, r: dict[str, Any]) -> float:
         if strategy == "recent_weighted":
             return float(i + 1)
         if strategy == "high_score_weighted":

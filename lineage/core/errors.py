@@ -26,7 +26,9 @@ The CLI maps each class to one line plus ``hint`` and to ``exit_code``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from difflib import get_close_matches
+from typing import Any, TypeVar
 
 
 class LineageError(Exception):
@@ -55,7 +57,10 @@ class ParamsError(UsageError):
         super().__init__(f"{file}: {field}: {problem}", hint or f"Fix '{field}' in {file}.")
 
 
-def unknown_key_error(cls, field: str, known, file: str = "params.yaml"):
+_P = TypeVar("_P", bound="ParamsError")
+
+
+def unknown_key_error(cls: type[_P], field: str, known: Collection[str], file: str = "params.yaml") -> _P:
     """Build an unknown-key error with a did-you-mean hint."""
     name = field.rsplit(".", 1)[-1]
     close = get_close_matches(name, list(known), n=1)
@@ -153,7 +158,11 @@ class BudgetExceededError(LineageError):
 
     exit_code = 1
 
-    def __init__(self, limit: str, used, allowed) -> None:
+    # Set by the training adapter: what the run used, for the FAILED record.
+    usage: dict[str, Any]
+    loss_curve: list[Any]
+
+    def __init__(self, limit: str, used: Any, allowed: Any) -> None:
         self.limit, self.used, self.allowed = limit, used, allowed
         super().__init__(
             f"budget exceeded: {limit} used {used} > allowed {allowed}",
@@ -184,7 +193,8 @@ class ArbiterRefusedError(LineageError):
 
     def __init__(self, ref: str, reason: str, hint: str = "") -> None:
         self.ref, self.reason = ref, reason
-        super().__init__(f"refused to move {ref}: {reason}", hint or "Promote only gated candidates with 'lineage promote'.")
+        super().__init__(f"refused to move {ref}: {reason}",
+                         hint or "Promote only gated candidates with 'lineage promote'.")
 
 
 class IntegrityError(LineageError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Union
+from typing import Any, ClassVar
 
 from .canonical import canonical_json, digest_bytes
 from .errors import PolicyError
@@ -34,10 +34,10 @@ VERDICTS = ("PASS", "FAIL")
 WEIGHTS = {"recall": 0.4, "generalize": 0.4, "voice": 0.2}
 FIRST_GEN_VOICE = "first generation: no parent voice to keep"
 
-Value = Union[float, int, str, None]
+Value = float | int | str | None
 
 
-def _value(v, f: str, p: Problems) -> Value:
+def _value(v: Any, f: str, p: Problems) -> Value:
     """A criterion's observed/threshold/parent: a finite number, a string or null."""
     if v is None or isinstance(v, str):
         return v
@@ -74,22 +74,23 @@ class Criterion:
         normalise(self, "criterion", MetricsProblems(REPORT_FILE))
 
     @classmethod
-    def from_dict(cls, d, file: str = REPORT_FILE, where: str = "criterion") -> Criterion:
+    def from_dict(cls, d: Any, file: str = REPORT_FILE, where: str = "criterion") -> Criterion:
         """Build from a mapping; MetricsError names file and field."""
         return build(cls, d, where, MetricsProblems(file))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict, every key present."""
         return record_dict(self)
 
 
-def _nonempty(v, f, p):
-    if not check_str(v, f, p):
+def _nonempty(v: Any, f: str, p: Problems) -> str:
+    name = check_str(v, f, p)
+    if not name:
         raise p.bad(f, "must not be empty")
-    return v
+    return name
 
 
-def _criteria(v, f, p):
+def _criteria(v: Any, f: str, p: Problems) -> tuple[Criterion, ...]:
     if not isinstance(v, (list, tuple)):
         raise p.bad(f, f"expected a list, got {describe(v)}")
     out = tuple(c if isinstance(c, Criterion) else build(Criterion, c, f"{f}[{i}]", p)
@@ -100,14 +101,14 @@ def _criteria(v, f, p):
     return out
 
 
-def _names(v, f, p):
+def _names(v: Any, f: str, p: Problems) -> tuple[str | None, ...]:
     if not isinstance(v, (list, tuple)):
         raise p.bad(f, f"expected a list, got {describe(v)}")
     return tuple(check_str(x, f"{f}[{i}]", p) for i, x in enumerate(v))
 
 
-def _policy_source(v, f, p):
-    base = {"ref": None, "commit": None, "candidate_policy_differs": False}
+def _policy_source(v: Any, f: str, p: Problems) -> dict[str, Any]:
+    base: dict[str, Any] = {"ref": None, "commit": None, "candidate_policy_differs": False}
     if not isinstance(v, dict):
         raise p.bad(f, f"expected a mapping, got {describe(v)}")
     for k in v:
@@ -120,7 +121,7 @@ def _policy_source(v, f, p):
     return out
 
 
-def _policy_dict(v, f, p):
+def _policy_dict(v: Any, f: str, p: Problems) -> dict[str, Any]:
     # Stored normalised (every key present) so a report's policy digest equals Policy.digest().
     try:
         return (v if isinstance(v, Policy) else Policy.from_dict(v, where=f)).to_dict()
@@ -139,8 +140,8 @@ class GateReport:
     composite: float
     parent_composite: float
     hashes: dict[str, str] = field(default_factory=dict)
-    policy_source: dict = field(default_factory=dict)
-    policy: dict  # required: a verdict means nothing without the rules it was judged by
+    policy_source: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any]  # required: a verdict means nothing without the rules it was judged by
 
     _CHECKS: ClassVar[dict[str, Check]] = {
         "schema_version": lambda v, f, p: _schema(v, f, p),
@@ -168,12 +169,12 @@ class GateReport:
             raise p.bad("verdict", f"{self.verdict} contradicts the criteria")
 
     @classmethod
-    def from_dict(cls, d, file: str = REPORT_FILE) -> GateReport:
+    def from_dict(cls, d: Any, file: str = REPORT_FILE) -> GateReport:
         """Build and validate a report dict; MetricsError on anything malformed."""
         p = MetricsProblems(file)
         return build(cls, d, "", p)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
         return record_dict(self)
 
@@ -198,10 +199,11 @@ class GateReport:
         raise KeyError(name)
 
 
-def _schema(v, f, p):
-    if check_int(v, f, p) != SCHEMA_VERSION:
+def _schema(v: Any, f: str, p: Problems) -> int:
+    version = check_int(v, f, p)
+    if version != SCHEMA_VERSION:
         raise p.bad(f, f"unsupported schema_version {v}; this lineage reads {SCHEMA_VERSION}")
-    return v
+    return version
 
 
 def load_gate_report(path: str | Path) -> GateReport:
@@ -223,11 +225,11 @@ def _clean(x: float) -> float:
     return round(x, 12)
 
 
-def _at_least(name, observed, threshold, parent, note="") -> Criterion:
+def _at_least(name: str, observed: float, threshold: float, parent: Value, note: str = "") -> Criterion:
     return Criterion(name, observed, ">=", threshold, parent, observed >= threshold - EPS, True, note)
 
 
-def _at_most(name, observed, threshold, parent=None, note="") -> Criterion:
+def _at_most(name: str, observed: float, threshold: float, parent: Value = None, note: str = "") -> Criterion:
     return Criterion(name, observed, "<=", threshold, parent, observed <= threshold + EPS, True, note)
 
 
@@ -296,7 +298,7 @@ def _budget(policy: Policy, used: BudgetUsed) -> list[Criterion]:
 
 
 def judge(policy: Policy, metrics: EvalMetrics, budget: BudgetUsed, *,
-          hashes: dict[str, str] | None = None, policy_source: dict | None = None) -> GateReport:
+          hashes: dict[str, str] | None = None, policy_source: dict[str, Any] | None = None) -> GateReport:
     """Judge a candidate: pure and deterministic; PASS iff every applicable criterion passed."""
     criteria = tuple(_quality(policy, metrics) + _budget(policy, budget))
     failed = tuple(c.name for c in criteria if c.applicable and not c.passed)

@@ -13,6 +13,7 @@ import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from .canonical import digest_obj, sha256_file
 from .errors import IntegrityError
@@ -21,7 +22,7 @@ HASHES = "hashes.csv"
 FIELDS = ["path", "sha256", "bytes"]
 
 
-def hash_dir(path: Path, skip: tuple[str, ...] = (HASHES,)) -> list[dict]:
+def hash_dir(path: Path, skip: tuple[str, ...] = (HASHES,)) -> list[dict[str, Any]]:
     """sha256 and size of every file under path, sorted by relative path."""
     rows = []
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -32,7 +33,7 @@ def hash_dir(path: Path, skip: tuple[str, ...] = (HASHES,)) -> list[dict]:
     return rows
 
 
-def hashes_csv(rows: list[dict]) -> str:
+def hashes_csv(rows: list[dict[str, Any]]) -> str:
     """The text of a hashes.csv for rows of hash_dir."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
@@ -41,18 +42,18 @@ def hashes_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def parse_hashes_csv(text: str) -> list[dict]:
+def parse_hashes_csv(text: str) -> list[dict[str, Any]]:
     """Rows of a hashes.csv text."""
     return [{"path": r["path"], "sha256": r["sha256"], "bytes": int(r["bytes"])}
             for r in csv.DictReader(io.StringIO(text))]
 
 
-def weights_digest(rows: list[dict]) -> str:
+def weights_digest(rows: list[dict[str, Any]]) -> str:
     """One digest for a whole generation: the canonical list of (path, sha256)."""
     return digest_obj([[r["path"], r["sha256"]] for r in rows])
 
 
-def check_against(path: Path, expected: list[dict], what: str) -> None:
+def check_against(path: Path, expected: list[dict[str, Any]], what: str) -> None:
     """Re-hash files and compare with our own sha256 record (DVC trusts its read-only cache)."""
     actual = {r["path"]: r["sha256"] for r in hash_dir(path)}
     for row in expected:

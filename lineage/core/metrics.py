@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .errors import MetricsError
 from .policy import (
     Check,
     MetricsProblems,
+    Problems,
     build,
     check_bool,
     check_int,
@@ -30,28 +31,28 @@ STATUSES = ("COMPLETE", "FAILED")
 SLACK = 1e-9
 
 
-def _score(v, f, p):
+def _score(v: Any, f: str, p: Problems) -> float | None:
     return check_number(v, f, p, 0, 1, slack=SLACK)
 
 
-def _nonneg(v, f, p):
+def _nonneg(v: Any, f: str, p: Problems) -> float | None:
     return check_number(v, f, p, 0)
 
 
-def _nonneg_int(v, f, p):
+def _nonneg_int(v: Any, f: str, p: Problems) -> int:
     return check_int(v, f, p, 0)
 
 
-def _diagnostic(v, f, p):
+def _diagnostic(v: Any, f: str, p: Problems) -> float | None:
     # loss/perplexity are shown, never judged: a diverged run's NaN must still be recorded.
     return check_number(v, f, p, finite=False, nullable=True)
 
 
-def _schema(v, f, p):
-    v = check_int(v, f, p)
-    if v != SCHEMA_VERSION:
-        raise p.bad(f, f"unsupported schema_version {v}; this lineage reads {SCHEMA_VERSION}")
-    return v
+def _schema(v: Any, f: str, p: Problems) -> int:
+    version = check_int(v, f, p)
+    if version != SCHEMA_VERSION:
+        raise p.bad(f, f"unsupported schema_version {version}; this lineage reads {SCHEMA_VERSION}")
+    return version
 
 
 # Reading is lenient about extra keys: the eval stage may add diagnostics the gate ignores.
@@ -83,11 +84,11 @@ class ModelScores:
         normalise(self, "", _problems(METRICS_FILE))
 
     @classmethod
-    def from_dict(cls, d, file: str = METRICS_FILE, where: str = "") -> ModelScores:
+    def from_dict(cls, d: Any, file: str = METRICS_FILE, where: str = "") -> ModelScores:
         """Build from a mapping; MetricsError names file and dotted field."""
         return build(cls, d, where, _problems(file))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict, every key present."""
         return record_dict(self)
 
@@ -119,11 +120,11 @@ class EvalMetrics:
         normalise(self, "", _problems(METRICS_FILE))
 
     @classmethod
-    def from_dict(cls, d, file: str = METRICS_FILE) -> EvalMetrics:
+    def from_dict(cls, d: Any, file: str = METRICS_FILE) -> EvalMetrics:
         """Build from metrics.json's dict; MetricsError names file and dotted field."""
         return build(cls, d, "", _problems(file))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict in metrics.json's shape."""
         return record_dict(self)
 
@@ -154,16 +155,16 @@ class BudgetUsed:
         normalise(self, "", _problems(BUDGET_FILE))
 
     @classmethod
-    def from_dict(cls, d, file: str = BUDGET_FILE) -> BudgetUsed:
+    def from_dict(cls, d: Any, file: str = BUDGET_FILE) -> BudgetUsed:
         """Build from train_metrics.json's dict; MetricsError names file and field."""
         return build(cls, d, "", _problems(file))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict, every key present."""
         return record_dict(self)
 
 
-def read_json(path: str | Path):
+def read_json(path: str | Path) -> Any:
     """Load a JSON file; a missing or unparsable file is a MetricsError naming it."""
     try:
         return json.loads(Path(path).read_text())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from collections.abc import Callable, Collection
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import yaml
 
@@ -31,7 +31,7 @@ class Problems:
         """Error for a field with a wrong type or an impossible value."""
         return PolicyError(field_, problem, file=self.file)
 
-    def unknown(self, field_: str, known) -> Exception | None:
+    def unknown(self, field_: str, known: Collection[str]) -> Exception | None:
         """Error for an unknown key, or None to tolerate it."""
         return unknown_key_error(PolicyError, field_, known, file=self.file)
 
@@ -47,7 +47,7 @@ class MetricsProblems(Problems):
         """Error for a missing, mistyped or out-of-range field."""
         return MetricsError(self.file, field_, problem)
 
-    def unknown(self, field_: str, known) -> Exception | None:
+    def unknown(self, field_: str, known: Collection[str]) -> Exception | None:
         """Error for an unknown key when strict; tolerated otherwise."""
         if not self.strict:
             return None
@@ -57,12 +57,22 @@ class MetricsProblems(Problems):
 Check = Callable[[Any, str, Problems], Any]
 
 
+class Record(Protocol):
+    """A frozen dataclass whose fields are checked by its _CHECKS (Policy, Budget, EvalMetrics, …)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    _CHECKS: ClassVar[dict[str, Check]]
+
+
+R = TypeVar("R", bound=Record)
+
+
 def join(where: str, name: str) -> str:
     """Dotted field name under a prefix."""
     return f"{where}.{name}" if where else name
 
 
-def describe(v) -> str:
+def describe(v: object) -> str:
     """Name a value and its type for an error message."""
     if v is None:
         return "null"
@@ -79,8 +89,9 @@ def describe(v) -> str:
     return type(v).__name__
 
 
-def check_number(v, f: str, p: Problems, lo=None, hi=None, *, lo_open=False,
-                 finite=True, slack=0.0, nullable=False) -> float | None:
+def check_number(v: Any, f: str, p: Problems, lo: float | None = None, hi: float | None = None, *,
+                 lo_open: bool = False, finite: bool = True, slack: float = 0.0,
+                 nullable: bool = False) -> float | None:
     """Return v as a float within [lo, hi]; values within `slack` outside are clamped."""
     if v is None and nullable:
         return None
@@ -104,7 +115,7 @@ def check_number(v, f: str, p: Problems, lo=None, hi=None, *, lo_open=False,
     return x
 
 
-def check_int(v, f: str, p: Problems, lo=None, *, lo_open=False) -> int:
+def check_int(v: Any, f: str, p: Problems, lo: int | None = None, *, lo_open: bool = False) -> int:
     """Return v as an int >= lo (> lo if lo_open)."""
     if isinstance(v, bool) or not isinstance(v, int):
         raise p.bad(f, f"expected an integer, got {describe(v)}")
@@ -112,7 +123,7 @@ def check_int(v, f: str, p: Problems, lo=None, *, lo_open=False) -> int:
     return v
 
 
-def _check_range(x, f, p, lo, hi, lo_open) -> None:
+def _check_range(x: float, f: str, p: Problems, lo: float | None, hi: float | None, lo_open: bool) -> None:
     low_bad = lo is not None and (x <= lo if lo_open else x < lo)
     if low_bad or (hi is not None and x > hi):
         if hi is None:
@@ -122,7 +133,8 @@ def _check_range(x, f, p, lo, hi, lo_open) -> None:
         raise p.bad(f, f"{x!r} is impossible: must be {span}")
 
 
-def check_str(v, f: str, p: Problems, choices=None, *, nullable=False) -> str | None:
+def check_str(v: Any, f: str, p: Problems, choices: Collection[str] | None = None, *,
+              nullable: bool = False) -> str | None:
     """Return v as a string, one of `choices` when given."""
     if v is None and nullable:
         return None
@@ -133,14 +145,14 @@ def check_str(v, f: str, p: Problems, choices=None, *, nullable=False) -> str | 
     return v
 
 
-def check_bool(v, f: str, p: Problems) -> bool:
+def check_bool(v: Any, f: str, p: Problems) -> bool:
     """Return v if it is a real boolean (not 0/1, not 'yes')."""
     if not isinstance(v, bool):
         raise p.bad(f, f"expected true or false, got {describe(v)}")
     return v
 
 
-def check_map(v, f: str, p: Problems, value: Check) -> dict:
+def check_map(v: Any, f: str, p: Problems, value: Check) -> dict[str, Any]:
     """Return a fresh dict of string keys, each value passed through `value`."""
     if not isinstance(v, dict):
         raise p.bad(f, f"expected a mapping, got {describe(v)}")
@@ -152,7 +164,7 @@ def check_map(v, f: str, p: Problems, value: Check) -> dict:
     return out
 
 
-def check_globs(v, f: str, p: Problems, *, nonempty=False) -> tuple[str, ...]:
+def check_globs(v: Any, f: str, p: Problems, *, nonempty: bool = False) -> tuple[str, ...]:
     """Return a tuple of non-empty glob strings."""
     if not isinstance(v, (list, tuple)):
         raise p.bad(f, f"expected a list of glob strings, got {describe(v)}")
@@ -164,14 +176,14 @@ def check_globs(v, f: str, p: Problems, *, nonempty=False) -> tuple[str, ...]:
     return tuple(v)
 
 
-def nested(cls) -> Check:
+def nested(cls: type[Record]) -> Check:
     """Check for a field holding a nested record: an instance, or a mapping built into one."""
-    def check(v, f: str, p: Problems):
+    def check(v: Any, f: str, p: Problems) -> Any:
         return v if isinstance(v, cls) else build(cls, v, f, p)
     return check
 
 
-def build(cls, d, where: str, p: Problems):
+def build(cls: type[R], d: Any, where: str, p: Problems) -> R:
     """Check a mapping against cls._CHECKS and construct cls: the shared from_dict."""
     if not isinstance(d, dict):
         raise p.bad(where or "(top level)", f"expected a mapping, got {describe(d)}")
@@ -190,13 +202,13 @@ def build(cls, d, where: str, p: Problems):
     return cls(**values)
 
 
-def normalise(obj, where: str, p: Problems) -> None:
+def normalise(obj: Record, where: str, p: Problems) -> None:
     """Validate a frozen record's own fields in place (types coerced, e.g. int → float)."""
     for name, check in obj._CHECKS.items():
         object.__setattr__(obj, name, check(getattr(obj, name), join(where, name), p))
 
 
-def plain(obj) -> Any:
+def plain(obj: Any) -> Any:
     """A record as JSON-ready plain data: nested records as dicts, tuples as lists."""
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
@@ -207,7 +219,7 @@ def plain(obj) -> Any:
     return obj
 
 
-def record_dict(obj) -> dict:
+def record_dict(obj: Record) -> dict[str, Any]:
     """All dataclass fields of a record as plain data."""
     return {fd.name: plain(getattr(obj, fd.name)) for fd in fields(obj)}
 
@@ -215,23 +227,23 @@ def record_dict(obj) -> dict:
 # --- the policy ---------------------------------------------------------------------------
 
 
-def _unit(v, f, p):
+def _unit(v: Any, f: str, p: Problems) -> float | None:
     return check_number(v, f, p, 0, 1)
 
 
-def _positive(v, f, p):
+def _positive(v: Any, f: str, p: Problems) -> float | None:
     return check_number(v, f, p, 0, lo_open=True)
 
 
-def _positive_int(v, f, p):
+def _positive_int(v: Any, f: str, p: Problems) -> int:
     return check_int(v, f, p, 0, lo_open=True)
 
 
-def _schema(v, f, p):
-    v = check_int(v, f, p)
-    if v != SCHEMA_VERSION:
-        raise p.bad(f, f"unsupported schema_version {v}; this lineage reads {SCHEMA_VERSION}")
-    return v
+def _schema(v: Any, f: str, p: Problems) -> int:
+    version = check_int(v, f, p)
+    if version != SCHEMA_VERSION:
+        raise p.bad(f, f"unsupported schema_version {version}; this lineage reads {SCHEMA_VERSION}")
+    return version
 
 
 @dataclass(frozen=True)
@@ -256,11 +268,11 @@ class Budget:
         normalise(self, "policy.budget", Problems())
 
     @classmethod
-    def from_dict(cls, d, where: str = "policy.budget", file: str = "params.yaml") -> Budget:
+    def from_dict(cls, d: Any, where: str = "policy.budget", file: str = "params.yaml") -> Budget:
         """Build from a mapping; absent keys take defaults."""
         return build(cls, d, where, Problems(file))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict, every key present."""
         return record_dict(self)
 
@@ -283,11 +295,11 @@ class DataRules:
         normalise(self, "policy.data", Problems())
 
     @classmethod
-    def from_dict(cls, d, where: str = "policy.data", file: str = "params.yaml") -> DataRules:
+    def from_dict(cls, d: Any, where: str = "policy.data", file: str = "params.yaml") -> DataRules:
         """Build from a mapping; absent keys take defaults."""
         return build(cls, d, where, Problems(file))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict, globs as lists."""
         return record_dict(self)
 
@@ -305,12 +317,12 @@ class FirstGeneration:
         normalise(self, "policy.first_generation", Problems())
 
     @classmethod
-    def from_dict(cls, d, where: str = "policy.first_generation",
+    def from_dict(cls, d: Any, where: str = "policy.first_generation",
                   file: str = "params.yaml") -> FirstGeneration:
         """Build from a mapping; absent keys take defaults."""
         return build(cls, d, where, Problems(file))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict, every key present."""
         return record_dict(self)
 
@@ -350,12 +362,12 @@ class Policy:
         normalise(self, "policy", Problems())
 
     @classmethod
-    def from_dict(cls, d, where: str = "policy", file: str = "params.yaml") -> Policy:
+    def from_dict(cls, d: Any, where: str = "policy", file: str = "params.yaml") -> Policy:
         """Build from the `policy:` mapping; absent keys take defaults, unknown keys fail."""
         return build(cls, {} if d is None else d, where, Problems(file))
 
     @classmethod
-    def from_params(cls, params, file: str = "params.yaml") -> Policy:
+    def from_params(cls, params: Any, file: str = "params.yaml") -> Policy:
         """Read the `policy` key of a whole params.yaml dict (missing → defaults)."""
         if params is None:
             params = {}
@@ -363,7 +375,7 @@ class Policy:
             raise PolicyError("(top level)", f"expected a mapping, got {describe(params)}", file=file)
         return cls.from_dict(params.get("policy"), "policy", file)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict with every key, nested sections included."""
         return record_dict(self)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any, TextIO
 
 
-def _mode(stream) -> str:
+def _mode(stream: Any) -> str:
     forced = os.environ.get("LINEAGE_PROGRESS", "").strip().lower()
     if forced in ("bar", "plain", "off"):
         return forced
@@ -33,7 +35,8 @@ class Progress:
 
     WIDTH = 24
 
-    def __init__(self, label: str, total: int, unit: str = "steps", stream=None, clock=time.monotonic) -> None:
+    def __init__(self, label: str, total: int, unit: str = "steps", stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.label, self.total, self.unit = label, max(int(total), 0), unit
         self.stream = stream or sys.stderr
         self.mode = _mode(self.stream)
@@ -94,5 +97,5 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -14,8 +14,10 @@ import pickletools
 import re
 import struct
 import zipfile
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from .errors import UnsafePathError, UnsafeWeightsError
 
@@ -86,9 +88,9 @@ def sniff_weights_format(path: str | Path) -> str:
     return "unknown"
 
 
-def _no_duplicates(pairs):
+def _no_duplicates(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     # Two entries with one name would let different readers pick different tensors.
-    obj = {}
+    obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
             raise ValueError(f"duplicate key {key!r}")
@@ -96,11 +98,11 @@ def _no_duplicates(pairs):
     return obj
 
 
-def _is_int(x) -> bool:
+def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _check_entry(name: str, info) -> tuple[int, int]:
+def _check_entry(name: str, info: Any) -> tuple[int, int]:
     """Validate one tensor entry and return its (begin, end)."""
     if not isinstance(info, dict):
         raise ValueError(f"tensor {name!r}: entry is not an object")
@@ -126,7 +128,7 @@ def _check_entry(name: str, info) -> tuple[int, int]:
     return begin, end
 
 
-def check_safetensors(path: str | Path, max_header_bytes: int = 100 * 1024 * 1024) -> dict:
+def check_safetensors(path: str | Path, max_header_bytes: int = 100 * 1024 * 1024) -> dict[str, Any]:
     """Validate a safetensors file by content, reading only its header; raise UnsafeWeightsError."""
     path = Path(path)
     where = str(path)
@@ -211,7 +213,7 @@ _GENERIC_KEY = (r"(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_-])*"
                 r"(?:api[_-]?key|apikey|secret[_-]?key|client[_-]?secret|access[_-]?token|"
                 r"auth[_-]?token|secret|token)")
 # Order matters: specific kinds claim a span first so a generic rule does not report it again.
-SECRET_PATTERNS: dict[str, re.Pattern] = {
+SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
     "private_key": re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
     "aws_access_key_id": re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"),
     "aws_secret_access_key": re.compile(
@@ -289,7 +291,7 @@ def check_store_path(root: str | Path, rel: str | Path) -> Path:
 
 
 @lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern:
+def _glob_regex(pattern: str) -> re.Pattern[str]:
     """Translate a glob where '**' crosses directories and '*', '?' do not."""
     out, i, n = [], 0, len(pattern)
     while i < n:
@@ -337,7 +339,7 @@ def _glob_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-def glob_match(rel: str, patterns) -> bool:
+def glob_match(rel: str, patterns: str | Iterable[str]) -> bool:
     """True when rel (a '/'-separated relative path) matches any of the glob patterns."""
     if isinstance(patterns, str):
         patterns = [patterns]

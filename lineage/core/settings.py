@@ -71,7 +71,7 @@ SECTIONS_ELSEWHERE = {"policy"}  # parsed by lineage.policy
 EXPONENT_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
-def _check(path: str, value, spec):
+def _check(path: str, value: Any, spec: tuple[Any, Any, tuple[str, ...] | None]) -> Any:
     typ, default, allowed = spec
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -87,13 +87,14 @@ def _check(path: str, value, spec):
     return value
 
 
-def _merge(schema: dict, given: dict, prefix: str) -> dict:
+def _merge(schema: dict[str, Any], given: dict[str, Any], prefix: str) -> dict[str, Any]:
     if not isinstance(given, dict):
         raise ParamsError(prefix.rstrip(".") or "params", f"expected a mapping, got {type(given).__name__}")
     out = {}
     for key in given:
         if key not in schema and not (not prefix and key in SECTIONS_ELSEWHERE):
-            raise unknown_key_error(ParamsError, f"{prefix}{key}", list(schema) + ([] if prefix else list(SECTIONS_ELSEWHERE)))
+            raise unknown_key_error(ParamsError, f"{prefix}{key}",
+                                    list(schema) + ([] if prefix else list(SECTIONS_ELSEWHERE)))
     for key, spec in schema.items():
         path = f"{prefix}{key}"
         if isinstance(spec, dict):
@@ -108,14 +109,14 @@ def _merge(schema: dict, given: dict, prefix: str) -> dict:
 class Settings:
     """All of params.yaml but the policy, validated."""
 
-    values: dict
-    raw: dict = field(repr=False)
+    values: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False)
 
-    def __getitem__(self, key: str):
+    def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
     @classmethod
-    def from_dict(cls, raw: dict | None) -> Settings:
+    def from_dict(cls, raw: dict[str, Any] | None) -> Settings:
         raw = raw or {}
         values = _merge(SCHEMA, raw, "")
         train = values["train"]
@@ -135,11 +136,12 @@ class Settings:
         return cls.from_dict(load_yaml(path))
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, naming the file in any error."""
     path = Path(path)
     if not path.is_file():
-        raise ParamsError("params", f"{path} not found", "Run 'lineage init' to write a default params.yaml.", file=str(path))
+        raise ParamsError("params", f"{path} not found", "Run 'lineage init' to write a default params.yaml.",
+                          file=str(path))
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -151,9 +153,9 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def parse_overrides(pairs: list[str]) -> dict:
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """Turn ['train.learning_rate=0.01', …] into a nested dict, values parsed as YAML scalars."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise ParamsError(pair, "override must look like key.sub=value")

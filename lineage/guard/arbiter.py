@@ -25,8 +25,7 @@ from ..core.gate import judge
 from ..core.metrics import BudgetUsed, EvalMetrics
 from ..core.policy import Policy
 from .attest import require
-from .evidence import (DELTA_DVC, RESTORED, ROLLBACK_FILES, SIGNERS_FILE, DeltaFile, MoveEvidence, as_bytes,
-                       gather_move)
+from .evidence import DELTA_DVC, RESTORED, ROLLBACK_FILES, SIGNERS_FILE, DeltaFile, MoveEvidence, as_bytes, gather_move
 
 # What a generation commit may touch relative to its parent commit.
 GENERATION_PATHS = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/*", "reports/**",
@@ -107,12 +106,14 @@ def _judge_generation_paths(ev: MoveEvidence) -> None:
         if path == "params.yaml":
             continue
         if path == SIGNERS_FILE:
-            raise ArbiterRefusedError(ref, f"the candidate edits {SIGNERS_FILE}, the list of who may promote and approve",
+            raise ArbiterRefusedError(ref, f"the candidate edits {SIGNERS_FILE}, "
+                                           "the list of who may promote and approve",
                                       "Signers change only by a person's approved change: 'lineage keys allow', "
                                       "then 'lineage change'.")
         if not any(fnmatch.fnmatch(path, pattern) for pattern in GENERATION_PATHS):
             raise ArbiterRefusedError(ref, f"the candidate changes {path}, which a generation may not touch",
-                                      "Changes to code, stages or hooks need a person's approved change, not a promotion.")
+                                      "Changes to code, stages or hooks need a person's approved change, "
+                                      "not a promotion.")
         if fnmatch.fnmatch(path, DELTA_DVC) and path in ev.delta_files:
             _judge_delta_dvc_file(ref, path, ev.delta_files[path])
     if "params.yaml" in ev.changed and _policy_of(ev.new_files.get("params.yaml"), ref, "the candidate's") != \
@@ -131,7 +132,8 @@ def _judge_delta_dvc_file(ref: str, path: str, entry: DeltaFile) -> None:
     expected = posixpath.basename(path)[:-len(".dvc")]
     hint = "Register data with 'lineage data add FILE'; it writes the .dvc file."
     if not entry.regular:
-        raise ArbiterRefusedError(ref, f"{path} is not a regular file; a delta's .dvc file may only track {expected}", hint)
+        raise ArbiterRefusedError(ref, f"{path} is not a regular file; a delta's .dvc file may only track {expected}",
+                                  hint)
     try:
         data = yaml.safe_load(entry.text or "")
     except yaml.YAMLError:
@@ -140,7 +142,8 @@ def _judge_delta_dvc_file(ref: str, path: str, entry: DeltaFile) -> None:
     paths = [o.get("path") if isinstance(o, dict) else o for o in outs] if isinstance(outs, list) else []
     if not paths or not isinstance(data, dict) or set(data) != {"outs"} or any(p != expected for p in paths):
         shown = ", ".join(repr(p) for p in paths) or "nothing readable"
-        extra = f" (with {', '.join(sorted(set(data) - {'outs'}))})" if isinstance(data, dict) and set(data) - {"outs"} else ""
+        extra = (f" (with {', '.join(sorted(set(data) - {'outs'}))})"
+                 if isinstance(data, dict) and set(data) - {"outs"} else "")
         raise ArbiterRefusedError(ref, f"{path} tracks {shown}{extra}; a delta's .dvc file may only track "
                                        f"{expected}, the file beside it", hint)
 
@@ -173,7 +176,9 @@ def _judge_evidence(ev: MoveEvidence, generation: str) -> Decision:
         raise ArbiterRefusedError(ref, f"unreadable evidence: {exc}") from None
 
     # The evidence must be the evidence: hashes in the report match the committed files.
-    hashes = report.get("hashes") if isinstance(report.get("hashes"), dict) else {}
+    hashes = report.get("hashes")
+    if not isinstance(hashes, dict):
+        hashes = {}
     if hashes.get("metrics") != digest_bytes(metrics_raw):
         raise ArbiterRefusedError(ref, "metrics.json does not match the hash the gate report judged")
     if hashes.get("hashes_csv") != digest_bytes(as_bytes(files.get("reports/train/hashes.csv")) or b""):
@@ -259,5 +264,6 @@ def check_signed_move(repo, old_id: str | None, new_id: str, protected: str = "m
     """
     decision = check_move(repo, old_id, new_id, protected)
     if decision.kind in ("promotion", "rollback", "change"):
+        assert old_id is not None  # only creating the branch has no old tip
         require(repo, old_id, new_id, protected, logs)
     return decision

@@ -126,8 +126,8 @@ def attest(store, commit_id: str, action: str, approved_by: str | None = None) -
         payload["key"] = ssh.fingerprint(public)
         data = canonical_json(payload)
         signature = ssh.sign(key, data, namespace(action))
-        if required and not ssh.verify(signers, payload["signer"], namespace(action), data, signature,
-                                       payload["time"])[0]:
+        if requires(signers) and not ssh.verify(signers, payload["signer"], namespace(action), data, signature,
+                                                payload["time"])[0]:
             raise ArbiterRefusedError(ref, f"your signing key {payload['key']} may not {role} under "
                                            f"{SIGNERS_FILE} on {store.protected}",
                                       f"Have an approver add this line to {SIGNERS_FILE} with 'lineage change': "
@@ -274,8 +274,8 @@ def verify_signatures(store) -> SignatureReport:
         for a in mine:
             if a.action not in (action, "approve"):
                 bad.append(f"an attestation says {a.action}, but the commit is a {action or 'plain commit'}")
-            elif problem := check(repo, a, commit, signers):
-                bad.append(f"{a.action} attestation by {a.payload.get('signer')}: {problem}")
+            elif wrong := check(repo, a, commit, signers):
+                bad.append(f"{a.action} attestation by {a.payload.get('signer')}: {wrong}")
         if bad:
             problems += [f"{where}: {b}" for b in bad]
             first_bad = first_bad or problems[-len(bad)]

@@ -14,20 +14,21 @@ from ..adapters.git import open_repo
 from ..core.errors import LineageError
 from .arbiter import check_signed_move
 
-HOOK = """#!/bin/sh
+HOOK = ("""#!/bin/sh
 # lineage: the arbiter checks every move of the protected branch; other refs pass on this
 # shell fast path (no process is started for them).
 [ "$1" = prepared ] || exit 0
 hit=
 while read -r old new ref; do
   case "$ref" in
-    refs/heads/{branch}) [ "$old" = "$new" ] && [ "$new" != 0000000000000000000000000000000000000000 ] || hit="$hit$old $new
+    refs/heads/{branch}) [ "$old" = "$new" ] && """
+        """[ "$new" != 0000000000000000000000000000000000000000 ] || hit="$hit$old $new
 " ;;
   esac
 done
 [ -z "$hit" ] && exit 0
 printf '%s' "$hit" | exec "{python}" -m lineage.guard.hook "{branch}"
-"""
+""")
 
 
 def install(git_dir, branch: str) -> str:

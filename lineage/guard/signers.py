@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 from ..adapters import git, ssh
 from ..core.errors import UsageError
@@ -96,9 +97,11 @@ def principal_for(signers: bytes | None, public: str) -> str | None:
     return None
 
 
-def requires(signers: bytes | None) -> bool:
+def requires(signers: bytes | None) -> TypeGuard[bytes]:
     """True when an allowed_signers file lists anyone: from then on every move must be signed."""
-    return bool(signers) and bool(parse_signers(signers.decode(errors="replace")))
+    if not signers:
+        return False
+    return bool(parse_signers(signers.decode(errors="replace")))
 
 
 def identity(root) -> str:

@@ -141,7 +141,8 @@ def evolve(store, cycle: int | None = None, k: int | None = None, seeds: list[in
     root = store.root
     settings, policy = protected_settings(store)
     if cycle is not None and cycle % settings["evolve"]["evo_period_cycles"]:
-        return WindowResult("closed", f"cycle {cycle} is not a window (every {settings['evolve']['evo_period_cycles']})")
+        return WindowResult("closed",
+                            f"cycle {cycle} is not a window (every {settings['evolve']['evo_period_cycles']})")
     with window_lock(root):
         state = _read_state(root)
         if state.get("state", "IDLE") != "IDLE":
@@ -200,6 +201,7 @@ def _freeze_interrupted(store, window: str, candidates: list[dict]) -> None:
                         failed=data.get("failed", []), commit=data["commit"], branch=branch)
             continue
         target = git.ref_commit(repo, f"refs/heads/{branch}") or git.ref_commit(repo, store.protected_ref)
+        assert target is not None  # the protected branch exists in a store
         frozen = {"schema_version": 1, "generation": window, "branch": branch, "commit": target, "verdict": "ABORTED",
                   "failed": ["interrupted"], "composite": None, "reason": "the window was interrupted mid-run"}
         git.tag(store.root, refs.frozen_tag(window, cand["name"]), target, json.dumps(frozen, sort_keys=True),
@@ -222,6 +224,7 @@ def _rank_and_propose(store, window, candidates, cycle, policy, progress) -> Win
     best = passing[0]
     report = json.loads(_read(repo, best["commit"], "reports/gate.json"))
     old = git.ref_commit(repo, store.protected_ref)
+    assert old is not None  # the protected branch exists in a store
     # HEAD's score on today's probes (parent_composite re-measures its recall and generalize)
     # with the tone drift HEAD itself was promoted with: both pay for the change they made.
     head_score = report.get("parent_composite")

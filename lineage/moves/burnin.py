@@ -37,7 +37,7 @@ def run_burn_in(root: Path) -> str | None:
     except Exception as exc:  # any load failure is a burn-in failure, not a crash
         return f"the served model does not load: {exc}".splitlines()[0]
     outputs = evaluate.greedy(lm, tok, [p["prompt"] for p in probes], 16, 16)
-    for probe, output in zip(probes, outputs):
+    for probe, output in zip(probes, outputs, strict=False):
         if not output.strip():
             return f"empty answer to {probe['prompt']!r}"
         why = evaluate.law_check(output, probe.get("rule") or {})

@@ -35,7 +35,8 @@ def change(store, reason: str) -> Change:
         raise UsageError("nothing is staged to change", "git add the policy, stage or code change first.")
     approver = store.person()
     one_line = " ".join(reason.split())
-    message = f"change: {one_line[:60]}\n\n{reason.strip()}\n\nApproved-Change: 1\nApproved-By: {approver}\nReason: {one_line}"
+    message = (f"change: {one_line[:60]}\n\n{reason.strip()}\n\n"
+               f"Approved-Change: 1\nApproved-By: {approver}\nReason: {one_line}")
     commit = commit_attested(store, message, "change")  # built, signed and logged, then moved
     ledger.append(store, "APPROVE", None, {"commit": commit, "approver": approver, "reason": one_line, "paths": paths})
     return Change(commit, approver, one_line, paths)

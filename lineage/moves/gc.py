@@ -38,7 +38,7 @@ class GcResult:
 
 def _files(path: Path | None) -> dict:
     """Every file under path: its (device, inode) and size."""
-    found = {}
+    found: dict[str, tuple[tuple[int, int], int]] = {}
     if path is None or not path.is_dir():
         return found
     for folder, _dirs, files in os.walk(path):

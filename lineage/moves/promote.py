@@ -57,6 +57,7 @@ def promote(store, candidate: str, approved_by: str | None = None, cycle: int | 
         planted = None
         try:
             decision = check_move(repo, old, new, store.protected)
+            assert decision.generation is not None  # a move from the tip to a candidate names its generation
             tag = refs.generation_tag(decision.generation)
             planted = git.ref_commit(repo, f"refs/tags/{tag}")
             if planted is not None and planted != new:
@@ -73,7 +74,7 @@ def promote(store, candidate: str, approved_by: str | None = None, cycle: int | 
                       {"candidate": candidate, "commit": new, "verdict": "PASS", "composite": decision.composite})
         faults.point("promote:verified")
         attest(store, new, "promote", approved_by)  # signed and logged before anything moves
-        updates = [(store.protected_ref, new, old)]
+        updates: list[tuple[str, str, str | None]] = [(store.protected_ref, new, old)]
         if planted is None:
             message = json.dumps({"generation": decision.generation, "commit": new, "previous": old,
                                   "approved_by": approved_by})
@@ -85,9 +86,9 @@ def promote(store, candidate: str, approved_by: str | None = None, cycle: int | 
                                       {"old": old, "new": new, "ref": store.protected, "approved_by": approved_by,
                                        "cycle": cycle})
             except transaction.RefMovedError as exc:
-                raise ArbiterRefusedError(store.protected_ref, f"the protected branch moved while promoting "
-                                          f"(now {str(exc.actual)[:12]})",
-                                          "Another promotion won; re-gate the candidate with 'lineage propose'.") from None
+                raise ArbiterRefusedError(
+                    store.protected_ref, f"the protected branch moved while promoting (now {str(exc.actual)[:12]})",
+                    "Another promotion won; re-gate the candidate with 'lineage propose'.") from None
             op.update(durable=True, generation=decision.generation, kind=decision.kind, composite=decision.composite)
             faults.point("promote:moved")
             transaction.sync_work_tree(store, old, new)
@@ -106,6 +107,7 @@ def _record_plain_git_promotion(store, candidate: str, new: str, approved_by, cy
     commit = repo[new]
     parent = str(commit.parents[0].id) if commit.parents else None
     generation = refs.served_generation(commit)
+    assert parent is not None and generation is not None  # the tip is a candidate: a generation on a parent
     tag = f"refs/tags/{refs.generation_tag(generation)}"
     if repo.references.get(tag) is not None:
         return Promotion(generation, "already-promoted", parent, new)
@@ -114,7 +116,8 @@ def _record_plain_git_promotion(store, candidate: str, new: str, approved_by, cy
                            approved_by=approved_by, cycle=cycle, burn_in=burn_in) as op:
         message = json.dumps({"generation": decision.generation, "commit": new, "previous": parent,
                               "approved_by": approved_by})
-        updates = [(tag, transaction.make_tag(store, tag[len("refs/tags/"):], new, message), None)]
+        updates: list[tuple[str, str, str | None]] = [
+            (tag, transaction.make_tag(store, tag[len("refs/tags/"):], new, message), None)]
         transaction.move_refs(store, updates, "COMMIT", decision.generation,
                               {"old": parent, "new": new, "ref": store.protected, "approved_by": approved_by,
                                "cycle": cycle, "recorded_after": "a plain git move"})

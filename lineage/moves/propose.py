@@ -103,7 +103,8 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
             verdict, failed, criteria, composite, reason = _outcome(root, run)
             _log_run(store, generation, run.returncode == 0, verdict, failed, reason)
             report_path = root / "reports" / "gate.json"
-            gate_hash = digest_bytes(report_path.read_bytes()) if report_path.exists() and run.returncode == 0 else "none"
+            gate_hash = (digest_bytes(report_path.read_bytes())
+                         if report_path.exists() and run.returncode == 0 else "none")
             message = (f"{generation}-{name}: {verdict}{' (' + ', '.join(failed) + ')' if failed else ''}\n\n"
                        f"Generation: {generation}\nParent: {parent_gen or 'base'}\nVerdict: {verdict}\n"
                        f"Gate-Report: {gate_hash}")
@@ -156,6 +157,7 @@ def finish_propose(store, op: Operation) -> str:
         git.commit(root, d["message"], env=store.env(), allow_empty=True)
         faults.point("propose:committed")
     commit = git.rev_parse(root, f"refs/heads/{d['branch']}")
+    assert commit is not None  # the candidate branch holds the run's commit
     tag = refs.frozen_tag(d["generation"], d["name"])
     if git.rev_parse(root, f"refs/tags/{tag}") is None:
         frozen = {**d["frozen"], "commit": commit}

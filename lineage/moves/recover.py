@@ -72,7 +72,8 @@ def _recover_propose(store, op: Operation):
               "parent": d.get("parent"), "verdict": "ABORTED", "failed": ["interrupted"], "composite": None,
               "reason": "the run was interrupted before its candidate was committed"}
     git.tag(root, tag, branch_tip, json.dumps(frozen, sort_keys=True), env=store.env())
-    ledger.append(store, "REJECT", d["generation"], {"candidate": d["name"], "reason": "interrupted; frozen as ABORTED"})
+    ledger.append(store, "REJECT", d["generation"],
+                  {"candidate": d["name"], "reason": "interrupted; frozen as ABORTED"})
     return f"propose {candidate}: interrupted before its commit; frozen as ABORTED", None
 
 

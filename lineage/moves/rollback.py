@@ -43,12 +43,12 @@ def rollback(store, reason: str, to: str | None = None, cycle: int | None = None
     tip = store.tip()
     current = refs.served_generation(tip) if tip else None
     promoted: list = []  # (generation, commit) along the first-parent history, newest first
-    served = []          # generations main served, newest first, rollbacks included
+    served: list[str] = []  # generations main served, newest first, rollbacks included
     for commit in git.first_parent_history(repo, tip.id):
         info = git.trailers(commit.message)
         gen = info.get("Generation")
-        if info.get("Rollback-To") or gen:
-            served.append(info.get("Rollback-To") or gen)
+        if served_here := info.get("Rollback-To") or gen:
+            served.append(served_here)
         if gen and "Rollback-To" not in info and not any(g == gen for g, _ in promoted):
             promoted.append((gen, commit))
     if to is None:

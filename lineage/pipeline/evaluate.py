@@ -63,7 +63,8 @@ def main() -> None:
     write_json(EVAL_REPORTS / "weight_change.json", change)
     metrics = {"schema_version": 1, "child": child_scores, "parent": parent_scores,
                "parent_is_generation": parent_info.get("kind") == "generation",
-               "tone_drift": round(drift, 6), "weight_change_pct": change["params_pct"], "shadow_parity": parity, "eval_seconds": round(time.monotonic() - started, 2)}
+               "tone_drift": round(drift, 6), "weight_change_pct": change["params_pct"], "shadow_parity": parity,
+               "eval_seconds": round(time.monotonic() - started, 2)}
     write_json(METRICS, metrics)
     log.info("eval: child recall %.3f generalize %.3f laws %d | parent recall %.3f generalize %.3f | "
              "tone drift %.4f | %.1fs", child_scores["recall"], child_scores["generalize"],

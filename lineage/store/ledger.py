@@ -47,7 +47,8 @@ class Event:
 
     @classmethod
     def from_dict(cls, d: dict) -> Event:
-        return cls(d["event"], d.get("generation"), d.get("actor", "unknown"), float(d["timestamp"]), d.get("data") or {})
+        return cls(d["event"], d.get("generation"), d.get("actor", "unknown"), float(d["timestamp"]),
+                   d.get("data") or {})
 
 
 def _actor(repo) -> str:

@@ -50,7 +50,7 @@ class RefLock:
 
     path: str
     age_s: float
-    holders: list  # "git (pid 123)"; None when /proc cannot tell
+    holders: list | None  # "git (pid 123)"; None when /proc cannot tell
 
     @property
     def stale(self) -> bool:
@@ -147,7 +147,8 @@ def clear_stale_locks(root: str | Path) -> list[str]:
         if not lock.stale:
             continue
         (git_dir.parent / lock.path).unlink(missing_ok=True)
-        note = f"removed stale lock {lock.path}: a killed git process left it (age {lock.age_s:.0f} s, no process held it)"
+        note = (f"removed stale lock {lock.path}: a killed git process left it "
+                f"(age {lock.age_s:.0f} s, no process held it)")
         log.warning("%s", note)
         notes.append(note)
     return notes

@@ -110,7 +110,8 @@ def gather(store) -> dict:
         events = ledger.read(repo)
     except IntegrityError as exc:
         events, problems = [], [str(exc)]
-    proposed, rolled = {}, {}
+    proposed: dict[str, float] = {}
+    rolled: dict[str, float] = {}
     for e in events:
         if e.event == "PROPOSE" and e.generation:
             proposed.setdefault(e.generation, e.timestamp)
@@ -131,7 +132,8 @@ def gather(store) -> dict:
                         "time": rolled.get(str(commit.id), commit.commit_time)})
     log_ref = repo.references.get(ledger.LOG_REF)
     return {"schema_version": SCHEMA_VERSION, "store": root.name, "protected_branch": protected,
-            "head": {"generation": refs.served_generation(tip) if tip else None, "commit": str(tip.id) if tip else None},
+            "head": {"generation": refs.served_generation(tip) if tip else None,
+                     "commit": str(tip.id) if tip else None},
             "log_tip": str(log_ref.target) if log_ref is not None else None,
             "policy": _policy_at(repo, tip) if tip else None,
             "candidates": candidates, "history": history,

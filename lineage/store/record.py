@@ -39,7 +39,8 @@ def show(store, generation: str) -> GenerationView:
     card = git.read_blob(repo, commit, "MODEL_CARD.md")
     return GenerationView(generation, str(commit.id), git.trailers(commit.message).get("Verdict"),
                           json_at(repo, commit, "reports/train/manifest.json"), json_at(repo, commit, "metrics.json"),
-                          json_at(repo, commit, "reports/train/metrics.json"), json_at(repo, commit, "reports/gate.json"),
+                          json_at(repo, commit, "reports/train/metrics.json"),
+                          json_at(repo, commit, "reports/gate.json"),
                           card.decode() if card else None)
 
 
@@ -118,7 +119,8 @@ def lineage_csv(store) -> str:
         writer.writerow([row["generation"], row.get("parent") or "base", train.get("weights_sha256", ""),
                          hashes.get("tokenizer.json", ""),
                          ";".join(d["sha256"] for d in (manifest.get("data") or {}).get("new", [])),
-                         train.get("steps", ""), ((manifest.get("params") or {}).get("train") or {}).get("learning_rate", ""),
+                         train.get("steps", ""),
+                         ((manifest.get("params") or {}).get("train") or {}).get("learning_rate", ""),
                          train.get("loss_final", ""), child.get("recall", ""), child.get("generalize", ""),
                          metrics.get("tone_drift", ""), metrics.get("weight_change_pct", ""),
                          "yes" if row["promoted"] else "no", timestamps.get(row["generation"], "")])

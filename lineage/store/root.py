@@ -45,8 +45,8 @@ class Store:
     _env: dict | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, path: str | Path = ".") -> Store:
-        """Open the store containing path.
+    def open(cls, path: str | Path | Store = ".") -> Store:
+        """Open the store containing path (a Store is returned as it is).
 
         Raises:
             NotAStoreError: path is not in a lineage store.

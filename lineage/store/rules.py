@@ -46,6 +46,7 @@ def protected_policy(root: Path = Path("."), repo=None) -> ProtectedPolicy:
         return ProtectedPolicy(local, branch, None, False)
     protected = Policy.from_params(params)
     commit = git.tip(repo, branch)
+    assert commit is not None  # params were read from it
     return ProtectedPolicy(protected, branch, str(commit.id), protected.to_dict() != local.to_dict())
 
 

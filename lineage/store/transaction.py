@@ -94,8 +94,7 @@ def go_home(store, pending: dict, commit: str | None) -> None:
     git.checkout(root, store.protected, force=True)
     git.clean(root, PIPELINE_OUTPUTS)
     if pending:
-        carried = commit and git.has_path(root, commit, next(iter(pending)))
-        if carried:
+        if commit and git.has_path(root, commit, next(iter(pending))):
             git.checkout_paths(root, commit, list(pending), check=False)
         else:
             for path, text in pending.items():

@@ -69,7 +69,8 @@ def init(ctx, directory: str, protected_branch: str, remote: str | None) -> None
     text = [f"store:            {result.root}",
             f"protected branch: {result.protected_branch}",
             f"DVC remote:       {result.remote}"]
-    text.append(f"created:          {', '.join(result.created)}" if result.created else "already a store; nothing to do")
+    text.append(f"created:          {', '.join(result.created)}" if result.created
+                else "already a store; nothing to do")
     if result.committed:
         text.append(f"commit:           {result.committed[:12]}")
     text.append(f"next:             cd {result.root} && dvc repro")
@@ -150,7 +151,8 @@ def promote(ctx, candidate: str) -> None:
         out(ctx).result(p, f"{candidate} is already what the protected branch serves ({p.generation}); nothing to do")
         return
     if p.kind == "rolled-back":
-        out(ctx).result(p, f"promoted {p.generation}, then rolled back: the burn-in failed (see 'lineage log --format jsonl')")
+        out(ctx).result(p, f"promoted {p.generation}, then rolled back: "
+                           "the burn-in failed (see 'lineage log --format jsonl')")
         return
     out(ctx).result(p, f"promoted {p.generation}: {p.old[:12]} -> {p.new[:12]} (composite {p.composite})")
 
@@ -168,7 +170,8 @@ def rollback(ctx, to: str | None, reason: str) -> None:
 
 
 @cli.command()
-@click.option("--reason", required=True, help="Why the policy, stages or code change: recorded in the commit and the log.")
+@click.option("--reason", required=True,
+              help="Why the policy, stages or code change: recorded in the commit and the log.")
 @click.pass_context
 def change(ctx, reason: str) -> None:
     """Commit staged policy/stage/code changes on the protected branch as your approved change."""

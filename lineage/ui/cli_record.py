@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .output import out, table
@@ -97,7 +99,8 @@ def diff(ctx, a: str, b: str) -> None:
 
 @click.command()
 @click.option("--signatures", is_flag=True,
-              help="Also check the signed attestation of every move along the protected branch; name the first bad link.")
+              help="Also check the signed attestation of every move along the protected branch; "
+                   "name the first bad link.")
 @click.pass_context
 def verify(ctx, signatures: bool) -> None:
     """Re-hash every promoted generation and check the evidence and the log; exit 1 on a mismatch."""
@@ -105,7 +108,7 @@ def verify(ctx, signatures: bool) -> None:
 
     r = api.verify(".")
     text = [f"checked {c}" for c in r.checked] + [f"MISMATCH {p}" for p in r.problems]
-    result = {"checked": r.checked, "problems": r.problems, "ok": r.ok}
+    result: dict[str, Any] = {"checked": r.checked, "problems": r.problems, "ok": r.ok}
     if signatures:
         s = api.verify_signatures(".")
         text += [f"signed  {link}" for link in s.links] + [f"BAD     {p}" for p in s.problems]

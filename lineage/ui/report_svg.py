@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import math
+from typing import Any
 
 from ..store.overview import BUDGET
 
@@ -69,7 +70,8 @@ def short(s, n: int) -> str:
 
 def _columns(data: dict) -> list[dict]:
     """Generations and rollbacks in the order they happened; promotions sit in their generation's column."""
-    cols, by_gen = [], {}
+    cols: list[dict] = []
+    by_gen: dict[str, dict] = {}
     for c in data["candidates"]:
         col = by_gen.get(c["generation"])
         if col is None:
@@ -97,13 +99,13 @@ def render_tree(data: dict) -> str:
     rows = max([len(col["candidates"]) for col in cols] + [1])
     width, height = x0 + 110 + len(cols) * step, y_first + rows * row_h + 10
     last = len(data["history"]) - 1
-    main_x = {col["main"]["index"]: x for col, x in zip(cols, xs) if col["main"]}
+    main_x = {col["main"]["index"]: x for col, x in zip(cols, xs, strict=True) if col["main"]}
     body = [f'<line x1="{x0}" y1="{y_main}" x2="{max(main_x.values(), default=x0)}" y2="{y_main}" stroke="#555" '
             'stroke-width="3"/>',
             _text(x0 - 30, y_main - 22, data["protected_branch"], 12, weight="bold"),
             f'<circle class="base" cx="{x0}" cy="{y_main}" r="8" fill="#fff" stroke="#555" stroke-width="2"/>',
             _text(x0, y_main + 26, "base", 10, "middle", fill="#555")]
-    for col, x in zip(cols, xs):
+    for col, x in zip(cols, xs, strict=True):
         if col["kind"] == "generation":
             body.append(_text(x, height - 4, col["key"], 11, "middle", "bold", "#444",
                               f' class="gen-label" data-generation="{esc(col["key"])}"'))
@@ -117,9 +119,9 @@ def render_tree(data: dict) -> str:
                 top, peak = y_main - 20, y_main - 70
                 body.append(f'<path class="rollback-arc" d="M{x} {top} C{x} {peak} {target} {peak} {target} {top}" '
                             f'fill="none" stroke="{COLOURS["FAIL"]}" stroke-width="2" stroke-dasharray="6 4"/>')
-            label, fill, caption = f'↺ {h["generation"]}', "#fff3e0", f'rollback: {short(h["reason"], 22)}'
+            node_label, fill, caption = f'↺ {h["generation"]}', "#fff3e0", f'rollback: {short(h["reason"], 22)}'
         else:
-            label, fill, caption = h["generation"], FILLS["PASS"], "promoted"
+            node_label, fill, caption = h["generation"], FILLS["PASS"], "promoted"
         is_head = h["index"] == last
         tip = f'{h["kind"]} {h["generation"]} {h["commit"][:12]}'
         tip += (f' from {h["from"]}' if h["from"] else "") + (f': {h["reason"]}' if h["reason"] else "")
@@ -127,13 +129,13 @@ def render_tree(data: dict) -> str:
                     f'data-generation="{esc(h["generation"])}"><title>{esc(tip)}</title>'
                     f'<circle cx="{x}" cy="{y_main}" r="{22 if is_head else 19}" fill="{fill}" stroke="#222" '
                     f'stroke-width="{4 if is_head else 1.5}"/>'
-                    + _text(x, y_main + 4, label, 10, "middle", "bold")
+                    + _text(x, y_main + 4, node_label, 10, "middle", "bold")
                     + _text(x, y_main + 36, caption, 9, "middle", fill="#555") + "</g>")
         if is_head:
             body.append(f'<g class="head-badge"><rect x="{x + 26}" y="{y_main - 9}" width="40" height="18" rx="3" '
                         f'fill="#222"/>' + _text(x + 46, y_main + 4, "HEAD", 10, "middle", "bold", "#fff") + "</g>")
     history = data["history"]
-    for ci, (col, x) in enumerate(zip(cols, xs)):
+    for _ci, (col, x) in enumerate(zip(cols, xs, strict=True)):
         for j, c in enumerate(col["candidates"]):
             y = y_first + j * row_h
             # The candidate forked from the protected tip serving its parent just before its window.
@@ -180,7 +182,7 @@ def render_metric_chart(data: dict, key: str, title: str, integer: bool) -> str:
     slot, left, top, h = 64, 48, 30, 150
     w = max(240, slot * len(cands))
     values = [c["metrics"][key] for c in cands]
-    crit = [next((k for k in c["criteria"] if k.get("name") == key), None) for c in cands]
+    crit: list[Any] = [next((k for k in c["criteria"] if k.get("name") == key), None) for c in cands]
     thresholds = [k.get("threshold") if k and finite(k.get("threshold")) else None for k in crit]
     parents = [(c["metrics"]["parent"] or {}).get(key) for c in cands]
     everything = [v for v in values + thresholds + parents if finite(v)]
@@ -192,7 +194,7 @@ def render_metric_chart(data: dict, key: str, title: str, integer: bool) -> str:
     body = [_text(left, 16, title, 12, weight="bold")]
     _axis(body, left, top, w, h, lo, hi, integer=integer)
     steps = []
-    for i, (c, t) in enumerate(zip(cands, thresholds)):
+    for i, (_c, t) in enumerate(zip(cands, thresholds, strict=True)):
         if t is None:
             continue
         x1, x2 = left + i * slot + 6, left + (i + 1) * slot - 6
@@ -201,11 +203,12 @@ def render_metric_chart(data: dict, key: str, title: str, integer: bool) -> str:
     if steps:
         body.append(f'<path class="threshold" d="{" ".join(steps)}" stroke="{THRESHOLD}" stroke-width="2" '
                     'stroke-dasharray="5 3" fill="none"/>')
-    served = [(left + i * slot + slot / 2, y(v)) for i, (c, v) in enumerate(zip(cands, values)) if c["promoted"]]
+    served = [(left + i * slot + slot / 2, y(v))
+              for i, (c, v) in enumerate(zip(cands, values, strict=True)) if c["promoted"]]
     if len(served) > 1:
         body.append('<polyline class="served-line" points="' + " ".join(f"{a:.1f},{b:.1f}" for a, b in served)
                     + f'" fill="none" stroke="{COLOURS["PASS"]}" stroke-width="1.5"/>')
-    for i, (c, v, p) in enumerate(zip(cands, values, parents)):
+    for i, (c, v, p) in enumerate(zip(cands, values, parents, strict=True)):
         cx = left + i * slot + slot / 2
         state = state_of(c["verdict"])
         judged = crit[i] is None or crit[i].get("applicable", True)
