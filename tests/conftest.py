@@ -354,11 +354,10 @@ def real_g000(tmp_path_factory):
 
 # Under `pytest -n 2` (make test) a module runs whole on one worker, so its module fixtures are
 # built once. (xdist's own loadgroup marks do not take effect with pytest 9: it renames node ids,
-# which pytest 9 no longer reads back.) The two modules that use the session's real G000 are the
-# longest; they are collected first so each starts at once on its own worker, each worker
-# building that G000 for itself: the suite's critical path is then half what it is when they
-# share one worker.
-REAL_G000_MODULES = {"test_gate_honesty", "test_evolve"}
+# which pytest 9 no longer reads back.) Modules are handed out longest first (measured with
+# --durations), so the two workers finish together; the rest follow in collection order.
+LONGEST_FIRST = ["test_gate_honesty", "test_evolve", "test_promotion", "test_gc", "test_faults", "test_train_stage",
+                 "test_signatures", "test_report", "test_adversarial", "test_s3_remote"]
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -373,4 +372,8 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: Path(item.nodeid.split("::", 1)[0]).stem not in REAL_G000_MODULES)
+    def rank(item) -> int:
+        stem = Path(item.nodeid.split("::", 1)[0]).stem
+        return LONGEST_FIRST.index(stem) if stem in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)

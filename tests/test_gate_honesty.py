@@ -74,10 +74,17 @@ def test_candidate_trained_only_on_new_delta_with_high_lr_fails_recall(candidate
     assert "recall[d000-era0]" in report["failed"]
 
 
-def test_candidate_trained_zero_steps_fails_generalize(candidate):
+@pytest.fixture(scope="module")
+def zero_step(g000_store, tmp_path_factory):
+    """A candidate reproduced with zero training steps (the child is the parent): built once, read by three tests."""
+    candidate = clone_store(g000_store, tmp_path_factory.mktemp("zero-step") / "candidate")
     set_params(candidate, train__max_steps=0)
     dvc(candidate, "repro")
-    report = gate(candidate)
+    return candidate
+
+
+def test_candidate_trained_zero_steps_fails_generalize(zero_step):
+    report = gate(zero_step)
     assert report["verdict"] == "FAIL"
     assert "generalize" in report["failed"]
 
@@ -108,18 +115,15 @@ def test_candidate_that_loosens_its_own_policy_is_judged_by_the_protected_one(ca
     assert "differs and was ignored" in (candidate / "EVAL.md").read_text()
 
 
-def test_dvc_metrics_diff_compares_candidate_with_main(candidate):
-    set_params(candidate, train__max_steps=0)
-    dvc(candidate, "repro")
-    diff = dvc(candidate, "metrics", "diff", "main", "--json").stdout
+def test_dvc_metrics_diff_compares_candidate_with_main(zero_step):
+    diff = dvc(zero_step, "metrics", "diff", "main", "--json").stdout
     data = json.loads(diff)
     assert "metrics.json" in data
     assert "child.generalize" in data["metrics.json"]
 
 
-def test_gate_report_names_the_hashes_it_judged(candidate):
-    set_params(candidate, train__max_steps=0)
-    dvc(candidate, "repro")
+def test_gate_report_names_the_hashes_it_judged(zero_step):
+    candidate = zero_step
     hashes = gate(candidate)["hashes"]
     for key in ("child_weights", "parent_weights", "manifest", "probes", "policy_commit", "metrics"):
         assert hashes[key]
