@@ -29,6 +29,12 @@ def g000(tmp_path_factory):
 
 
 @pytest.fixture
+def real_store(real_g000, tmp_path):
+    """A copy of the real G000 (default params): a child can honestly beat it."""
+    return clone_store(real_g000, tmp_path / "luna")
+
+
+@pytest.fixture
 def store(g000, tmp_path):
     return clone_store(g000, tmp_path / "luna")
 
@@ -45,8 +51,9 @@ def test_bad_window_requests_are_refused_and_nothing_moves(store, args, message)
     assert sh(["git", "for-each-ref"], store).stdout == before
 
 
-def test_window_runs_k_candidates_freezes_all_and_proposes_the_best(store):
-    out = lineage(store, "evolve", "-k", "2").stdout
+def test_window_runs_k_candidates_freezes_all_and_proposes_the_best(real_store):
+    store = real_store
+    out = lineage(store, "evolve").stdout
     assert "rank" in out and "G001-a" in out and "G001-b" in out
     tags = sh(["git", "tag", "-l", "lineage/frozen/G001-*"], store).stdout.split()
     assert len(tags) == 2
@@ -102,7 +109,8 @@ def test_interrupted_window_is_resumed_and_the_half_done_candidate_frozen_aborte
     assert json.loads(path.read_text())["state"] == "IDLE"
 
 
-def test_autonomy_auto_promotes_a_data_only_candidate_without_a_person(store):
+def test_autonomy_auto_promotes_a_data_only_candidate_without_a_person(real_store):
+    store = real_store
     params = yaml.safe_load((store / "params.yaml").read_text())
     params["policy"]["autonomy"] = "auto"
     (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
