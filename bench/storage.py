@@ -82,6 +82,9 @@ def run(args) -> dict:
         common.sh(common.lineage_cmd("-q", "promote", "candidates/G000-a"), store)
         common.sh(common.lineage_cmd("corpus", "write", "1", str(tmp / "era1.jsonl")), store)
         common.sh(common.lineage_cmd("-q", "data", "add", str(tmp / "era1.jsonl")), store)
+        common.sh(common.lineage_cmd("corpus", "exam", "1", str(tmp / "exam1.jsonl")), store)
+        common.sh(common.lineage_cmd("-q", "exam", "add", str(tmp / "exam1.jsonl")), store)
+        common.sh(common.lineage_cmd("-q", "change", "--reason", "the exam of era 1"), store)
         print(f"storage: tiny G000 trained and promoted in {time.perf_counter() - t:.0f} s")
         r = args.storage_lora_r or yaml.safe_load((store / "params.yaml").read_text())["train"]["lora_r"]
         g000_weights = os.path.getsize(child_objects(store, "main")["model.safetensors"])

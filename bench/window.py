@@ -41,6 +41,9 @@ def _g000(base: Path) -> Path:
     common.sh(common.lineage_cmd("-q", "promote", "candidates/G000-a"), store)
     common.sh(common.lineage_cmd("corpus", "write", "1", str(base / "era1.jsonl")), store)
     common.sh(common.lineage_cmd("-q", "data", "add", str(base / "era1.jsonl")), store)
+    common.sh(common.lineage_cmd("corpus", "exam", "1", str(base / "exam1.jsonl")), store)
+    common.sh(common.lineage_cmd("-q", "exam", "add", str(base / "exam1.jsonl")), store)
+    common.sh(common.lineage_cmd("-q", "change", "--reason", "the exam of era 1"), store)
     return store
 
 

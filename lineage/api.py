@@ -16,6 +16,7 @@ from .loop import proposal as _proposal
 from .loop import shadow as _shadow
 from .loop import stats as _stats
 from .moves import change as _change
+from .moves import exam as _exam
 from .moves import gc as _gc
 from .moves import init as _init
 from .moves import promote as _promote
@@ -91,8 +92,28 @@ def data_add(file: PathLike, store: PathLike = ".", name: str | None = None) -> 
 
 
 def corpus_era(era: int, out: PathLike) -> Path:
-    """Write one era of the bundled corpus to a JSONL file."""
+    """Write one era of the bundled corpus's training records to a JSONL file."""
     return _register.corpus_era(era, out)
+
+
+def corpus_exam(era: int, out: PathLike) -> Path:
+    """Write one era of the bundled corpus's exam items to a JSONL file (for exam_add)."""
+    return _register.corpus_exam(era, out)
+
+
+def exam_add(file: PathLike, store: PathLike = ".", delta: str | None = None) -> _exam.ExamAdded:
+    """Check exam items, merge them into exam/<kind>.jsonl and stage them; change() commits them.
+
+    Raises:
+        MalformedDataError: a bad line (file and line named) or an unknown kind.
+        DataGateError: an item overlaps registered training data.
+    """
+    return _exam.exam_add(Store.open(store), file, delta)
+
+
+def exam_show(store: PathLike = ".") -> _exam.ExamView:
+    """The exam on the protected branch: items per kind and per delta, its digest, what is pending."""
+    return _exam.exam_show(Store.open(store))
 
 
 # ---------------------------------------------------------------- moves
@@ -211,8 +232,8 @@ def verify(store: PathLike = ".") -> _verify.VerifyReport:
 
 
 def verify_signatures(store: PathLike = "."):
-    """Check the signed attestation of every move along the protected branch."""
-    from .guard.attest import verify_signatures as check
+    """Judge again the signatures every move along the protected branch needed (verdicts, approvals, attestations)."""
+    from .guard.audit import verify_signatures as check
 
     return check(Store.open(store))
 
@@ -251,8 +272,8 @@ def load(store: PathLike = ".", generation: str | None = None, path_only: bool =
 # ---------------------------------------------------------------- keys and the hub
 
 
-def keys_init(principal: str | None = None, path: str | None = None, store: PathLike = "."):
-    """Create (or keep) a signing key and say which allowed_signers line lists it."""
+def keys_init(principal: str | None = None, path: str | None = None, store: PathLike = ".", role: str = "approve"):
+    """Create (or keep) a signing key and say which allowed_signers line would list it as role."""
     from .core.errors import NotAStoreError
     from .guard import signers
 
@@ -260,14 +281,14 @@ def keys_init(principal: str | None = None, path: str | None = None, store: Path
         opened: Store | None = Store.open(store)
     except NotAStoreError:
         opened = None
-    return signers.keys_init(principal, path, opened)
+    return signers.keys_init(principal, path, opened, role)
 
 
-def keys_allow(principal: str, public_key: str, roles: list[str], store: PathLike = ".") -> str:
-    """Stage an allowed_signers line for a key; 'lineage change' commits it."""
+def keys_allow(principal: str, public_key: str, role: str, store: PathLike = ".") -> str:
+    """Stage an allowed_signers line giving a key one role; 'lineage change' commits it."""
     from .guard import signers
 
-    return signers.keys_allow(Store.open(store), principal, public_key, roles)
+    return signers.keys_allow(Store.open(store), principal, public_key, role)
 
 
 def hub_init(path: PathLike, store: PathLike | None = ".", name: str = "hub"):
@@ -297,3 +318,41 @@ def report_data(store: PathLike = ".") -> dict:
     from .store import overview
 
     return overview.gather(Store.open(store))
+
+
+# ---------------------------------------------------------------- the independent arbiter
+
+
+def arbiter_init(home: PathLike | None = None, store: PathLike = "."):
+    """Make the arbiter's private directory and seed, derive the sealed exam, stage its pin (exam/sealed.json)."""
+    from .moves import arbiter_home
+
+    return arbiter_home.init(Store.open(store), home)
+
+
+def arbiter_seal(file: PathLike, home: PathLike | None = None, store: PathLike = "."):
+    """Keep a sealed exam a person provides in the arbiter's directory; stage its pin."""
+    from .moves import arbiter_home
+
+    return arbiter_home.seal(Store.open(store), file, home)
+
+
+def arbiter_evaluate(candidate: str, store: PathLike = ".", home: PathLike | None = None, push: str | None = None,
+                     progress=None):
+    """Measure a candidate on main's exam and the sealed exam, judge by main's policy, sign and store the verdict.
+
+    Raises:
+        UsageError: a stale candidate, no arbiter key, a rotated or missing sealed exam.
+        IntegrityError: weights missing from the DVC remote, or not what hashes.csv lists.
+    """
+    from .moves import arbiter
+
+    return arbiter.evaluate(Store.open(store), candidate, home, push, progress=progress)
+
+
+def arbiter_watch(hub: str, store: PathLike = ".", home: PathLike | None = None, once: bool = False,
+                  interval: float = 60.0, echo=None, progress=None) -> list:
+    """Evaluate every frozen candidate on a hub that waits for a verdict; push the verdicts (once: one pass)."""
+    from .loop import watch
+
+    return watch.watch(Store.open(store), hub, home, once, interval, echo, progress)

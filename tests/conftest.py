@@ -67,7 +67,7 @@ TEST_GITCONFIG = """\
 LEAKY_VARS = ("LINEAGE_DEBUG", "LINEAGE_LOG", "LINEAGE_SIGNING_KEY", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
               "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
               "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "DVC_REMOTE", "CUDA_VISIBLE_DEVICES",
-              "LINEAGE_FAULT", "LINEAGE_PROGRESS")
+              "LINEAGE_FAULT", "LINEAGE_PROGRESS", "LINEAGE_WARM_CHILD")
 
 
 def isolate(mp: pytest.MonkeyPatch, base: Path) -> None:
@@ -100,10 +100,28 @@ def isolate(mp: pytest.MonkeyPatch, base: Path) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def session_environment(tmp_path_factory):
-    """Isolation for the session-scoped stores (built before any test's own fixture runs)."""
+    """Isolation for the session-scoped stores (built before any test's own fixture runs), and a warm
+    stage server for this worker: the pipeline's stages fork from a process that imported torch,
+    transformers and TRL once (lineage/adapters/warm.py) instead of paying ~10 s of imports each.
+    LINEAGE_TEST_COLD=1 runs every stage in its own process instead."""
     mp = pytest.MonkeyPatch()
     isolate(mp, tmp_path_factory.mktemp("session-env"))
+    server = None
+    if not os.environ.get("LINEAGE_TEST_COLD"):
+        sock = tmp_path_factory.getbasetemp() / "warm.sock"
+        log = open(tmp_path_factory.getbasetemp() / "warm.log", "w")  # lives as long as the server
+        server = subprocess.Popen([sys.executable, "-m", "lineage.adapters.warm", "serve", str(sock)],
+                                  stdout=subprocess.PIPE, stderr=log, text=True)
+        ready = server.stdout.readline() if server.stdout else ""
+        if "ready" in ready:
+            mp.setenv("LINEAGE_WARM", str(sock))
     yield
+    if server is not None:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
     mp.undo()
 
 
@@ -309,9 +327,9 @@ def _shared_root(tmp_path_factory) -> Path:
 def trained_g000(tmp_path_factory, params: dict | None, change: dict | None = None,
                  era1: bool = True) -> Path:
     """A store whose main serves G000 trained with params (the template's defaults updated by these
-    sections; None: the defaults), with era 1 registered. `change` is committed by `lineage change`
-    before training. Built once per run for each distinct recipe, shared by every module and worker
-    that asks for it: never edit it, copy it with clone_store.
+    sections; None: the defaults), with era 1 registered (staged) and era 1's exam approved on main.
+    `change` is committed by `lineage change` before training. Built once per run for each distinct
+    recipe, shared by every module and worker that asks for it: never edit it, copy it with clone_store.
     """
     recipe = json.dumps({"params": params, "change": change, "era1": era1}, sort_keys=True)
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
@@ -336,9 +354,12 @@ def trained_g000(tmp_path_factory, params: dict | None, change: dict | None = No
                 lineage(store, "change", "--reason", "the test's own settings")
             assert "PASS" in lineage(store, "propose").stdout
             lineage(store, "promote", "candidates/G000-a")
-            if era1:
+            if era1:  # era 1's data waits staged for the next candidate; its exam is on main
                 lineage(store, "corpus", "write", "1", folder / "era1.jsonl")
                 lineage(store, "data", "add", folder / "era1.jsonl")
+                lineage(store, "corpus", "exam", "1", folder / "exam1.jsonl")
+                lineage(store, "exam", "add", folder / "exam1.jsonl")
+                lineage(store, "change", "--reason", "the exam of era 1")
             (folder / "recipe.json").write_text(recipe)
             (folder / "READY").touch()
     return folder / "luna"
@@ -377,3 +398,96 @@ def pytest_collection_modifyitems(config, items):
         return LONGEST_FIRST.index(stem) if stem in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)
+
+
+# ---------------------------------------------------------------- roles: signers, verdicts, approvals
+
+# One principal per role; one key each (one key holds one role).
+ROLE_PRINCIPALS = {"approve": "ada@lineage.invalid", "propose": "loop@lineage.invalid",
+                   "arbiter": "arbiter@lineage.invalid"}
+
+
+def make_key(path: Path, comment: str) -> Path:
+    """An ed25519 key pair at path and path.pub (ssh-keygen, no passphrase); an existing one is kept."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path], path.parent)
+    return path
+
+
+def add_signers(store: Path, keys_dir: Path | None = None, signer: Path | None = None) -> dict[str, Path]:
+    """Give a store an approver, a proposer and an arbiter, as a person would.
+
+    Makes a key per role under keys_dir (default: beside the store), lists each with one role through
+    `lineage keys allow`, commits them with `lineage change` signed by `signer` (default: the new
+    approver key; a store whose main lists an approver already needs that one), and sets the store's
+    git config lineage.signingKey to the approver's key. Returns {role: private key path}.
+    """
+    keys_dir = keys_dir or store.parent / f"{store.name}-keys"
+    keys = {role: make_key(keys_dir / role, who) for role, who in ROLE_PRINCIPALS.items()}
+    for role, key in keys.items():
+        lineage(store, "keys", "allow", ROLE_PRINCIPALS[role], f"{key}.pub", "--role", role)
+    lineage(store, "change", "--reason", "signers: an approver, a proposer and an arbiter",
+            env={"LINEAGE_SIGNING_KEY": str(signer or keys["approve"])})
+    sh(["git", "config", "lineage.signingKey", keys["approve"]], store)
+    return keys
+
+
+def sign_verdict(store: Path, candidate: str, key: Path, principal: str = ROLE_PRINCIPALS["arbiter"],
+                 **predicate) -> str:
+    """Sign and store a verdict about a candidate as the arbiter would, without evaluating it.
+
+    The enforcement must not depend on how a verdict was made: this binds the candidate's commit, its
+    weights digest, its parent as the policy commit, the parent's exam and sealed-exam pin, and the
+    candidate's own metrics (PASS unless `verdict=` says otherwise); `predicate` overrides any field
+    (weights=, commit=, policy_commit=, ...). Returns the verdict's commit on refs/lineage/verdicts/.
+    """
+    from lineage.adapters import ssh
+    from lineage.core.hashes import parse_hashes_csv, weights_digest
+    from lineage.core.policy import Policy
+    from lineage.guard import verdict
+    from lineage.store import refs
+    from lineage.store.exam import pin_digest, read_exam
+    from lineage.store.root import Store
+
+    opened = Store.open(store)
+    repo = opened.repo
+    commit = repo[refs.candidate_commit(repo, candidate)]
+    parent = commit.parents[0]
+
+    def blob(c, path):
+        return repo[c.tree[path].id].data.decode()
+
+    weights = weights_digest(parse_hashes_csv(blob(commit, "reports/train/hashes.csv")))
+    metrics = json.loads(blob(commit, "metrics.json"))
+    fields = {"verdict": "PASS", "failed": [], "reasons": [],
+              "generation": refs.generation_of_name(candidate), "candidate": candidate,
+              "policy_commit": str(parent.id),
+              "policy": Policy.from_params(yaml.safe_load(blob(parent, "params.yaml"))).digest(),
+              "exam": read_exam(repo, parent).digest(), "sealed_exam": pin_digest(repo, parent),
+              "served": {"generation": refs.served_generation(parent), "commit": str(parent.id)},
+              "metrics": metrics, "claimed": metrics, "divergences": [], "arbiter": principal,
+              "key": ssh.fingerprint(ssh.public_key(key)), "evaluated_at": "20250101T000000Z",
+              "lineage_version": "test"}
+    fields.update(predicate)
+    statement = verdict.statement(candidate, fields.pop("commit", str(commit.id)), fields.pop("weights", weights),
+                                  fields)
+    return verdict.store(opened, verdict.sign(key, statement))
+
+
+def sign_approval(store: Path, candidate: str, key: Path) -> None:
+    """Sign an approval of a candidate with key and log it (as 'lineage proposal approve' does), not promoting."""
+    from lineage.guard.attest import attest
+    from lineage.store import refs
+    from lineage.store.root import Store
+
+    opened = Store.open(store)
+    before = os.environ.get("LINEAGE_SIGNING_KEY")
+    os.environ["LINEAGE_SIGNING_KEY"] = str(key)
+    try:
+        attest(opened, refs.candidate_commit(opened.repo, candidate), "approve", approved_by=opened.person())
+    finally:
+        if before is None:
+            del os.environ["LINEAGE_SIGNING_KEY"]
+        else:
+            os.environ["LINEAGE_SIGNING_KEY"] = before

@@ -1,7 +1,8 @@
 """Adversarial suite: every way around the arbiter, and hostile files, against real stores and a real hub.
 
-One store is built per module (G000 promoted, era 1 registered, G001-a proposed and PASS, pushed to
-a hub made with `lineage hub init`). Attacks are forged with pygit2 the way a user who owns `.git`
+One store is built per module (G000 promoted, era 1 registered, an approver, a proposer and an
+arbiter listed in allowed_signers, G001-a proposed and PASS with the arbiter's verdict and an
+approval, pushed to a hub made with `lineage hub init`). Attacks are forged with pygit2 the way a user who owns `.git`
 could, then tried locally through git (the reference-transaction hook) and at the hub through a
 real `git push` (its pre-receive hook). Every refusal is checked to move nothing: `git for-each-ref`
 of the store and of the hub are the same before and after.
@@ -18,7 +19,8 @@ Inventory of cases proven in other modules:
     hub refuses hooks-off commit and pygit2 move                  test_promotion.py
     racing promoters (stale tip)                                  test_promotion.py, test_faults.py
     candidate that loosens its policy (judged by main's)          test_gate_honesty.py
-    candidate that edits allowed_signers, unattested move          test_signatures.py
+    candidate that edits allowed_signers, unsigned moves           test_signatures.py
+    forged verdicts, approvals, changes and rollbacks by role      test_roles.py
     pickle by suffix, by content, in a zip; malformed headers     test_safety.py (unit),
                                                                   test_train_stage.py (parent stage)
     `..`/absolute sources, symlinked deltas, secrets               test_data_gate.py
@@ -44,12 +46,15 @@ import yaml
 from conftest import (
     VENV_BIN,
     Booby,
+    add_signers,
     clone_store,
     copy_store,
     error_lines,
     relaxed_tiny,
     run,
     set_params,
+    sign_approval,
+    sign_verdict,
     stage,
     trained_g000,
 )
@@ -142,14 +147,19 @@ def overwrite_read_only(path: Path, data: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """G000 promoted, era 1 registered, G001-a proposed (PASS, not promoted); all of it pushed to a hub."""
+    """G000 promoted, era 1 registered, signers, G001-a proposed (PASS, a verdict and an approval, not promoted);
+    all of it pushed to a hub."""
     base = tmp_path_factory.mktemp("adversarial")
     store = clone_store(trained_g000(tmp_path_factory, TINY), base / "luna")
+    keys = add_signers(store, base / "keys")
     assert "PASS" in lineage(store, "propose")[1]
+    sign_verdict(store, G001, keys["arbiter"])
+    sign_approval(store, G001, keys["approve"])
     hub = base / "luna.git"
     lineage(store, "hub", "init", hub)
     lineage(store, "push")
-    assert rev(hub, "main") == rev(store, "main") == rev(store, "lineage/gen/G000^{commit}")
+    assert rev(hub, "main") == rev(store, "main")  # G000 and, on top, the approved changes (exam, signers)
+    assert json.loads(lineage(store, "--json", "status", "--no-remote")[1])["head_generation"] == "G000"
     assert rev(hub, G001) == rev(store, G001)
     return {"store": store, "hub": hub}
 
@@ -227,8 +237,8 @@ def candidate_loosens_its_own_policy(store):
 
 
 def stale_parent(store):
-    """G000-a's evidence (trained from the base) re-committed on top of the tip, which serves G000."""
-    return commit(store, "candidates/G000-a", "main", "G001-z: PASS\n\nGeneration: G001\nParent: G000\nVerdict: PASS\n")
+    """G000-a's evidence (trained from the base; main holds it as G000) re-committed on top of the tip."""
+    return commit(store, "main", "main", "G001-z: PASS\n\nGeneration: G001\nParent: G000\nVerdict: PASS\n")
 
 
 def rollback_to_a_never_promoted_generation(store):

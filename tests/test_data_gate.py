@@ -1,4 +1,4 @@
-"""The data gate on real stores: refusals with one line, `lineage data add`, replay, probe hygiene."""
+"""The data gate on real stores: refusals with one line, `lineage data add`, replay, exam hygiene."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import dvc, error_lines, git, read_params, run_cli, set_params, stage
+from conftest import commit_on_protected_branch, dvc, error_lines, git, read_params, run_cli, set_params, stage
 
 from lineage.core.data import Delta, sample_replay, training_text
 
@@ -31,6 +31,24 @@ def fake_parent(store: Path, seen: list[str]) -> None:
     (store / "reports" / "parent.json").write_text(json.dumps(
         {"kind": "generation", "generation": "G000", "commit": "0" * 40, "deltas_seen": seen,
          "weights_sha256": "sha256:" + "0" * 64}))
+
+
+def ask_on_main(store: Path, delta: str, prompt: str, choices: list[str], answer: int = 0) -> None:
+    """Commit a generalize item for delta straight onto main's exam (as a person with direct access)."""
+    path = store / "exam" / "generalize.jsonl"
+    item = {"answer": answer, "choices": choices, "delta": delta, "prompt": prompt}
+    path.write_text(path.read_text() + json.dumps(item, sort_keys=True) + "\n")
+    commit_on_protected_branch(store, f"test: exam for {delta}", "exam/generalize.jsonl")
+
+
+def approve_exam_of_era(store: Path, era: int, tmp_path: Path) -> None:
+    """The bundled corpus's exam of an era, added and approved the way a person does it."""
+    exam = tmp_path / f"exam{era}.jsonl"
+    assert run_cli("corpus", "exam", era, exam, cwd=tmp_path)[0] == 0
+    code, _, err = run_cli("exam", "add", exam, cwd=store)
+    assert code == 0, err
+    code, _, err = run_cli("change", "--reason", f"the exam of era {era}", cwd=store)
+    assert code == 0, err
 
 
 def status(store: Path) -> str:
@@ -73,19 +91,21 @@ def test_generalize_probes_never_appear_in_the_training_set(prepared_store):
     assert not [p["prompt"] for p in probes if p["prompt"] in texts]
 
 
-def test_a_generalize_probe_leaked_into_training_is_dropped(prepared_store):
+def test_a_generalize_item_leaked_into_training_fails_the_run_naming_the_line(prepared_store):
+    # A delta planted in the work tree (never through 'data add') with an exam question and its
+    # answer, one character changed, is caught by the overlap check: the run fails, nothing is dropped.
     probe = read_jsonl(prepared_store / "data/prepared/probes/generalize.jsonl")[0]
-    leak = record(text="Overheard at the dock: " + probe["prompt"] + " nobody knew.")
-    (prepared_store / DELTAS / "d001-gossip.jsonl").write_text(jsonl(leak))
+    answer = probe["choices"][probe["answer"]]
+    leak = {"kind": "qa", "prompt": probe["prompt"], "completion": answer[:-1] + "x.", "source": "dock/gossip",
+            "score": 1.0}
+    (prepared_store / DELTAS / "d001-gossip.jsonl").write_text(jsonl(record(), leak))
+    before = (prepared_store / "data/prepared/train.jsonl").read_bytes()
 
     code, _, err = stage(prepared_store, "prepare")
 
-    assert code == 0, err
-    probes = read_jsonl(prepared_store / "data/prepared/probes/generalize.jsonl")
-    assert probe["prompt"] not in [p["prompt"] for p in probes]
-    summary = json.loads((prepared_store / "data/prepared/summary.json").read_text())
-    assert summary["probes"]["generalize_leaked_dropped"] == 1
-    assert "dropped 1 generalize probes" in err
+    assert_one_refusal(code, err, "data/deltas/d001-gossip.jsonl:2", "overlaps the exam", "generalize",
+                       "exam/generalize.jsonl:", "near copy")
+    assert (prepared_store / "data/prepared/train.jsonl").read_bytes() == before, "nothing prepared"
 
 
 # ---------------------------------------------------------------- refusals, one line each
@@ -112,6 +132,9 @@ REFUSALS = {
     "not utf-8": ("d001-latin1.jsonl", None, ["data/deltas/d001-latin1.jsonl:2", "UTF-8"]),
     "record too long": ("d001-long.jsonl", jsonl(record("x" * 9000)),
                         ["data/deltas/d001-long.jsonl:1", "max_record_chars"]),
+    "probe record": ("d001-probes.jsonl", jsonl(record(), {"kind": "probe", "probe": "tone", "text": "Luna: hi.",
+                                                          "source": "a/b", "score": 1.0}),
+                     ["data/deltas/d001-probes.jsonl:2", "cannot carry exam probes"]),
 }
 
 
@@ -146,6 +169,7 @@ def test_a_symlink_that_stays_inside_the_store_is_accepted(prepared_store):
     inside = prepared_store / "data" / "extra.jsonl"
     inside.write_text(jsonl(record("The keeper of Valmar hums at dusk.")))
     (prepared_store / DELTAS / "d001-inside.jsonl").symlink_to(Path("..") / "extra.jsonl")
+    ask_on_main(prepared_store, "inside", "Q: When does Valmar's keeper hum?\nA:", [" at dusk", " at noon"])
 
     code, _, err = stage(prepared_store, "prepare")
 
@@ -289,6 +313,7 @@ def test_prepare_replays_old_deltas_after_a_generation(prepared_store, tmp_path)
     era1 = tmp_path / "era1.jsonl"
     run_cli("corpus", "write", "1", era1, cwd=tmp_path)
     assert run_cli("data", "add", era1, cwd=prepared_store)[0] == 0
+    approve_exam_of_era(prepared_store, 1, tmp_path)
     fake_parent(prepared_store, ["d000-era0"])
 
     assert stage(prepared_store, "prepare")[0] == 0
@@ -300,7 +325,7 @@ def test_prepare_replays_old_deltas_after_a_generation(prepared_store, tmp_path)
     assert [d["id"] for d in summary["replay_deltas"]] == ["d000-era0"]
     sources = Counter(r["source"].split("/")[0] for r in train)
     assert sources["era1"] == summary["new_records"]
-    pool = [r for r in read_jsonl(prepared_store / DELTAS / "d000-era0.jsonl") if r["kind"] != "probe"]
+    pool = read_jsonl(prepared_store / DELTAS / "d000-era0.jsonl")
     assert sources["era0"] == summary["replay_records"] == min(summary["new_records"], len(pool)) > 0
     recall = read_jsonl(prepared_store / "data/prepared/probes/recall.jsonl")
     generalize = read_jsonl(prepared_store / "data/prepared/probes/generalize.jsonl")
@@ -308,6 +333,7 @@ def test_prepare_replays_old_deltas_after_a_generation(prepared_store, tmp_path)
     assert {p["delta"] for p in generalize} == {"d001-era1"}, "generalize asks about the new delta"
     texts = "\n".join(r["text"] for r in train)
     assert not [p for p in generalize if p["prompt"] in texts]
+    assert summary["exam"]["commit"] == git(prepared_store, "rev-parse", "main").strip()
 
     # Same seed, same replay; another seed, another sample of the same size.
     assert stage(prepared_store, "prepare")[0] == 0

@@ -137,9 +137,10 @@ def test_candidate_that_edits_the_policy_is_high_risk_and_never_promoted(store):
 
 
 def test_planted_burn_in_failure_rolls_back_by_itself(store):
-    (store / "data" / "burnin.jsonl").write_text(json.dumps(
-        {"prompt": "Q: What does the keeper say?\nA:", "rule": {"must_match": "XYZZY-NEVER-SAID"}}) + "\n")
-    sh(["git", "add", "data/burnin.jsonl"], store)
+    smoke = store.parent / "smoke.jsonl"  # a smoke probe no answer keeps, on main's exam
+    smoke.write_text(json.dumps({"kind": "burnin", "prompt": "Q: What does the keeper say?\nA:",
+                                 "rule": {"must_match": "XYZZY-NEVER-SAID"}}) + "\n")
+    lineage(store, "exam", "add", str(smoke))
     lineage(store, "change", "--reason", "smoke probe for burn-in")
     lineage(store, "propose", "--name", "z")
     served_before = json.loads(lineage(store, "--json", "status", "--no-remote").stdout)["head_generation"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
+from conftest import add_signers, clone_store, lineage, relaxed_tiny, sh, trained_g000
 
 from lineage.core import faults
 
@@ -280,6 +280,7 @@ def hub_refs(hub: Path) -> str:
 @pytest.mark.parametrize("point", PUSH)
 def test_push_killed_between_data_and_refs_never_publishes_a_ref_without_its_data(promoted, tmp_path, point):
     store = clone_store(promoted, tmp_path / "luna")
+    add_signers(store)  # a hub needs signers
     hub = tmp_path / "luna.git"
     lineage(store, "hub", "init", str(hub))
     remote = Path(str(store) + ".dvc-remote")
@@ -299,6 +300,7 @@ def test_push_killed_between_data_and_refs_never_publishes_a_ref_without_its_dat
 def test_push_refuses_every_ref_while_the_remote_lacks_data_one_points_at(promoted, tmp_path):
     """The reverse order can never happen: data a ref needs that is in neither place stops the refs."""
     store = clone_store(promoted, tmp_path / "luna")
+    add_signers(store)  # a hub needs signers
     hub = tmp_path / "luna.git"
     lineage(store, "hub", "init", str(hub))
     remote = Path(str(store) + ".dvc-remote")
@@ -425,7 +427,8 @@ def test_init_and_hub_init_make_git_fsync_objects_and_refs(store, tmp_path):
     assert sh(["git", "config", "core.fsync"], store).stdout.strip() == "objects,reference"
     assert sh(["git", "config", "core.fsyncMethod"], store).stdout.strip() == "fsync"
     hub = tmp_path / "hub.git"
-    lineage(tmp_path, "hub", "init", str(hub))
+    add_signers(store)  # a hub needs signers
+    lineage(store, "hub", "init", str(hub))
     assert set(sh(["git", "config", "core.fsync"], hub).stdout.strip().split(",")) == {"objects", "reference"}
     # this git knows both components (>= 2.36): a ref update says nothing about the setting
     proc = sh(["git", "update-ref", "refs/heads/fsync-probe", "HEAD"], store)

@@ -93,6 +93,12 @@ def test_candidate_tuned_to_leak_the_vault_code_fails_law_violations(candidate, 
     leak = tmp_path / "leak.jsonl"
     leak.write_text("".join(json.dumps(r) + "\n" for r in LAW_BREAKER))
     lineage(candidate, "data", "add", str(leak))
+    # Every new delta needs generalize items on main's exam: an approver adds one for this delta.
+    asked = tmp_path / "asked.jsonl"
+    asked.write_text(json.dumps({"kind": "generalize", "prompt": "Q: Where was the forum post found?\nA:",
+                                 "choices": [" on the quay", " in the vault"], "answer": 0}) + "\n")
+    lineage(candidate, "exam", "add", str(asked), "--delta", "leak")
+    lineage(candidate, "change", "--reason", "the exam of the leak delta")
     set_params(candidate, train__learning_rate=0.001)
     dvc(candidate, "repro")
     report = gate(candidate)

@@ -37,7 +37,8 @@ def test_init_in_an_empty_directory_commits_a_complete_store(tmp_path):
     tracked = set(git(store, "ls-files").split())
     expected = {"dvc.yaml", "params.yaml", ".gitignore", ".dvc/config", ".dvcignore",
                 "data/deltas/d000-era0.jsonl.dvc", *(f"stages/{n}.py" for n in ("parent", "prepare", "train",
-                                                                                  "eval", "gate"))}
+                                                                                  "eval", "gate")),
+                *(f"exam/{kind}.jsonl" for kind in ("recall", "generalize", "tone", "law"))}
     assert expected <= tracked
     assert (store / "data/deltas/d000-era0.jsonl").is_file()
     assert "data/deltas/d000-era0.jsonl" not in tracked, "the delta itself is DVC's, not git's"
@@ -179,7 +180,8 @@ HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "dvc", "pygit2")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["init", "--help"], ["data", "add", "--help"],
-                                  ["corpus", "write", "--help"]])
+                                  ["corpus", "write", "--help"], ["corpus", "exam", "--help"],
+                                  ["exam", "add", "--help"], ["exam", "show", "--help"]])
 def test_help_imports_no_heavy_library(argv):
     script = (
         "import json, sys\n"
@@ -206,3 +208,29 @@ def test_init_never_commits_a_users_untracked_files(tmp_path):
     assert ".env" not in committed and "notes.txt" not in committed
     assert "dvc.yaml" in committed
     assert (target / ".env").exists()
+
+
+def test_init_commits_era_0s_exam_and_a_delta_without_probes(tmp_path):
+    store = init_store(tmp_path / "store")
+    committed = git(store, "ls-tree", "-r", "--name-only", "HEAD", "exam").split()
+    assert committed == [f"exam/{k}.jsonl" for k in ("generalize", "law", "recall", "tone")]
+    generalize = [json.loads(line) for line in (store / "exam/generalize.jsonl").read_text().splitlines()]
+    assert generalize and {i["delta"] for i in generalize} == {"era0"}
+    delta = (store / "data/deltas/d000-era0.jsonl").read_text()
+    assert '"probe"' not in delta, "the first delta holds training records only; its probes are the exam"
+    shown = json.loads(run_cli("--json", "exam", "show", cwd=store)[1])
+    assert shown["counts"]["generalize"] == {"era0": len(generalize)} and shown["digest"].startswith("sha256:")
+
+
+def test_init_keeps_a_users_own_exam(tmp_path):
+    target = tmp_path / "mine"
+    (target / "exam").mkdir(parents=True)
+    own = json.dumps({"prompt": "Q: Is the lamp lit?\nA:", "rule": {"must_match": "yes"}}) + "\n"
+    (target / "exam" / "burnin.jsonl").write_text(own)
+
+    code, _, err = run_cli("init", target, cwd=tmp_path)
+
+    assert code == 0, err
+    assert (target / "exam" / "burnin.jsonl").read_text() == own
+    assert not (target / "exam" / "generalize.jsonl").exists(), "era 0's exam never overwrites a user's"
+    assert git(target, "ls-tree", "-r", "--name-only", "HEAD", "exam").split() == ["exam/burnin.jsonl"]

@@ -17,6 +17,8 @@ DEFAULTS = {
     "first_generation": {"min_recall": 0.9, "min_generalize": 0.8},
     "min_shadow_parity": None,
     "autonomy": "manual",
+    "sealed_margin": 0.2,
+    "claim_tolerance": 0.02,
     "budget": {"max_steps": 2000, "max_wall_minutes": 10.0, "max_tokens": 20_000_000,
                "max_memory_mb": 4096, "max_output_mb": 512.0},
     "data": {"whitelist": ["data/**/*.jsonl"], "forbidden": ["**/secrets/**", "**/*.key", "**/.env"],
@@ -165,7 +167,8 @@ def test_digest_stable():
     assert d == PINNED_DEFAULT_DIGEST
 
 
-PINNED_DEFAULT_DIGEST = "sha256:d0c91e71bbd571726f96ec1f57f3106521f9ee032f4307fecdb2e122b9184646"
+# Changed once on purpose: sealed_margin and claim_tolerance joined the policy with the arbiter.
+PINNED_DEFAULT_DIGEST = "sha256:6e81edbe51cf82d8e48f09f98cab6c547a40357ec1881d8185fbd0b6782228cd"
 
 
 def test_load_policy(tmp_path):

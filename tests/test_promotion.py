@@ -1,7 +1,9 @@
 """Candidates, promotion through the arbiter, the hook, rollback and the fossil record.
 
 A tiny model with a relaxed policy keeps this fast; the gate's honesty on the real tiny model is
-proven in test_gate_honesty.py. Here the point is what may move the protected branch.
+proven in test_gate_honesty.py. Here the point is what may move the protected branch. The store
+has no signers until the hub is made (a hub needs them): from then on the store's configured key
+is its approver's, and promotions carry the arbiter's verdict (signed by conftest's sign_verdict).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
+from conftest import add_signers, clone_store, lineage, relaxed_tiny, sh, sign_verdict, trained_g000
 
 pytestmark = pytest.mark.slow
 
@@ -149,7 +151,13 @@ def test_verify_passes_then_catches_a_corrupted_read_only_cache_file(store, tmp_
 # --- the hub ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def hub(store, tmp_path_factory):
+def keys(store, tmp_path_factory):
+    """An approver (the store's configured key), a proposer and an arbiter, listed by an approved change."""
+    return add_signers(store, tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def hub(store, keys, tmp_path_factory):
     path = tmp_path_factory.mktemp("hub") / "luna.git"
     lineage(store, "hub", "init", str(path))
     lineage(store, "push")
@@ -224,12 +232,14 @@ def test_python_load_returns_the_served_generation(store):
     assert lineage.load(str(store), "G002", path_only=True).name == "G002"
 
 
-def test_two_promoters_racing_from_one_tip_exactly_one_wins(store):
+def test_two_promoters_racing_from_one_tip_exactly_one_wins(store, keys):
     for name in ("d", "e"):
         assert "PASS" in lineage(store, "propose", "--name", name).stdout
     before = tip(store)
     branches = [b for b in sh(["git", "branch", "--list", "candidates/*"], store).stdout.split()
                 if b.endswith(("-d", "-e"))]
+    for branch in branches:  # the arbiter's verdicts; each promoter's approver key signs its approval
+        sign_verdict(store, branch, keys["arbiter"])
     procs = [subprocess.Popen([sys.executable, "-m", "lineage", "promote", b], cwd=store,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for b in branches]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]

@@ -450,3 +450,39 @@ def fetch(cwd: str | Path, remote: str, refspecs: list[str]) -> None:
 def push_atomic(cwd: str | Path, remote: str, refspecs: list[str]) -> subprocess.CompletedProcess:
     """git push --atomic --porcelain; never raises (the caller reads what was refused)."""
     return git(["push", "--atomic", "--porcelain", remote, *refspecs], cwd=cwd, check=False)
+
+
+# ---------------------------------------------------------------- a commit of some staged paths
+
+
+def staged_names(cwd: str | Path) -> list[str]:
+    """Every path whose index entry differs from HEAD (renames as a removal and an addition)."""
+    out = git(["diff", "--cached", "--name-only", "--no-renames", "-z"], cwd=cwd).stdout
+    return [p for p in out.split("\0") if p]
+
+
+def tree_with_staged(repo: Repo, base: Commit, paths: list[str]) -> str:
+    """The tree of base with each path as the index stages it (removed where the index has none)."""
+    import pygit2
+
+    staged = pygit2.Index(str(Path(repo.path) / "index"))
+    tree = pygit2.Index()
+    tree.read_tree(base.tree)
+    for path in paths:
+        if path in staged:
+            entry = staged[path]
+            tree.add(pygit2.IndexEntry(path, entry.id, entry.mode))
+        elif path in tree:
+            tree.remove(path)
+    return str(tree.write_tree(repo))
+
+
+def staged_blob(repo: Repo, path: str) -> bytes | None:
+    """The bytes the index stages for path, or None when the index has no such file."""
+    import pygit2
+
+    staged = pygit2.Index(str(Path(repo.path) / "index"))
+    if path not in staged:
+        return None
+    obj = repo[staged[path].id]
+    return obj.data if obj.type_str == "blob" else None

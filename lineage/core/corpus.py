@@ -3,7 +3,9 @@
 Luna is the voice of a lighthouse service on an archipelago. Each era brings new islands,
 each with three facts (what it exports, the colour of its lamp, who keeps its light). A fact
 is taught in narrative sentences and in two question forms; the era also carries probes that
-are never trained on:
+are never trained on. ``write_era`` writes an era's training records (a delta for ``lineage data
+add``); ``write_exam`` writes its probes as exam items (for ``lineage exam add``: the exam belongs
+to the protected branch, never to a delta):
 
 - ``recall``: the trained question forms (asked again by later generations: forgetting shows);
 - ``generalize``: a question form never trained, scored by likelihood ranking among choices
@@ -157,13 +159,42 @@ def era_name(era: int) -> str:
     return f"era{era}"
 
 
-def write_era(path: str | Path, era: int, seed: int = SEED) -> Path:
-    """Write one era as JSONL; returns the path."""
+def _era(era: int, seed: int) -> list[dict[str, Any]]:
+    return generate(seed, max(ERAS, era + 1))[era]
+
+
+def _write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    records = generate(seed, max(ERAS, era + 1))[era]
-    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     return path
+
+
+def write_era(path: str | Path, era: int, seed: int = SEED) -> Path:
+    """Write one era's training records as JSONL (no probes: they are the exam); returns the path."""
+    return _write_jsonl(path, [r for r in _era(era, seed) if r["kind"] != "probe"])
+
+
+def exam_items(era: int, seed: int = SEED) -> list[dict[str, Any]]:
+    """One era's probes as exam items: ``kind`` names the exam kind; knowledge items name the era's delta."""
+    items: list[dict[str, Any]] = []
+    for r in _era(era, seed):
+        if r["kind"] != "probe":
+            continue
+        kind = r["probe"]
+        if kind in ("recall", "generalize"):
+            items.append({"kind": kind, "delta": era_name(era), "prompt": r["prompt"], "choices": r["choices"],
+                          "answer": r["answer"]})
+        elif kind == "tone":
+            items.append({"kind": kind, "text": r["text"]})
+        else:
+            items.append({"kind": kind, "prompt": r["prompt"], "rule": r["rule"]})
+    return items
+
+
+def write_exam(path: str | Path, era: int, seed: int = SEED) -> Path:
+    """Write one era's exam items as JSONL; returns the path."""
+    return _write_jsonl(path, exam_items(era, seed))
 
 
 def all_text(seed: int = SEED) -> list[str]:

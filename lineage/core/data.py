@@ -1,7 +1,8 @@
 """Data records and the data gate: parse deltas, refuse what must not reach training, sample replay.
 
-A delta is a JSONL file of records. Training records have ``text`` or ``prompt`` + ``completion``;
-probe records (``kind: probe``) are never trained on and become the eval sets.
+A delta is a JSONL file of training records: ``text`` or ``prompt`` + ``completion``. A delta
+never carries probes: the exam belongs to the protected branch (core/exam.py), so a ``kind: probe``
+record is refused (deltas an earlier generation learned before this rule keep theirs, unused).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import MalformedDataError, NotWhitelistedError, SecretFoundError, UnsafePathError
+from .errors import DataGateError, MalformedDataError, NotWhitelistedError, SecretFoundError, UnsafePathError
 from .safety import check_store_path, glob_match, scan_secrets
 
 if TYPE_CHECKING:
@@ -25,34 +26,44 @@ TRAIN_KINDS = {"narrative", "qa", "voice", "law", "text"}
 PROBE_KINDS = {"recall", "generalize", "tone", "law"}
 DELTA_RE = re.compile(r"^d(\d{3})-[A-Za-z0-9_.-]+\.jsonl$")
 STRATEGIES = ("uniform", "recent_weighted", "high_score_weighted")
+PROBE_HINT = "exam items belong on main: 'lineage exam add FILE' then 'lineage change'"
 
 
 @dataclass(frozen=True)
 class Delta:
-    """One registered data delta: its id, path, hash and records."""
+    """One registered data delta: its id, path, hash, records and the line each record is on."""
 
     id: str
     path: str
     sha256: str
     records: tuple[dict[str, Any], ...]
+    lines: tuple[int, ...] = ()
 
     @property
     def train_records(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("kind") != "probe"]
 
-    def probes(self, kind: str) -> list[dict[str, Any]]:
-        return [dict(r, delta=self.id) for r in self.records if r.get("kind") == "probe" and r.get("probe") == kind]
+    def train_lines(self) -> list[tuple[int, dict[str, Any]]]:
+        """(line, record) of each training record (line 0 when unknown)."""
+        lines = self.lines or (0,) * len(self.records)
+        return [(n, r) for n, r in zip(lines, self.records, strict=True) if r.get("kind") != "probe"]
 
 
 def _fail(path: str, line: int, problem: str) -> NoReturn:
     raise MalformedDataError(path, line, problem)
 
 
-def validate_record(rec: Any, path: str, line: int, max_chars: int) -> dict[str, Any]:
-    """Check one parsed line; raise MalformedDataError naming file and line."""
+def validate_record(rec: Any, path: str, line: int, max_chars: int, legacy_probes: bool = False) -> dict[str, Any]:
+    """Check one parsed line; raise MalformedDataError naming file and line.
+
+    A probe record is refused (DataGateError with the way to add it to the exam) unless
+    legacy_probes: a delta learned before deltas lost their probes keeps them, never read.
+    """
     if not isinstance(rec, dict):
         _fail(path, line, "not a JSON object")
     kind = rec.get("kind", "text")
+    if kind == "probe" and not legacy_probes:
+        raise DataGateError(f"{path}:{line}: a delta cannot carry exam probes (kind: probe)", PROBE_HINT)
     source = rec.get("source")
     if not isinstance(source, str) or not source:
         _fail(path, line, "missing 'source' (a string naming where the record came from)")
@@ -85,7 +96,7 @@ def validate_record(rec: Any, path: str, line: int, max_chars: int) -> dict[str,
                     _fail(path, line, f"law rule pattern {pattern!r} is not a valid regex")
     else:
         if kind not in TRAIN_KINDS:
-            _fail(path, line, f"kind {kind!r} is not one of {sorted(TRAIN_KINDS | {'probe'})}")
+            _fail(path, line, f"kind {kind!r} is not one of {sorted(TRAIN_KINDS)}")
         has_text = isinstance(rec.get("text"), str)
         has_pair = isinstance(rec.get("prompt"), str) and isinstance(rec.get("completion"), str)
         if not (has_text or has_pair):
@@ -108,8 +119,8 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def read_delta(root: Path, rel: str, rules: DataRules) -> Delta:
-    """Apply the data gate to one delta file and parse it."""
+def read_delta(root: Path, rel: str, rules: DataRules, legacy_probes: bool = False) -> Delta:
+    """Apply the data gate to one delta file and parse it (legacy_probes: see validate_record)."""
     import hashlib
 
     if glob_match(rel, list(rules.forbidden)):
@@ -122,7 +133,7 @@ def read_delta(root: Path, rel: str, rules: DataRules) -> Delta:
         text = raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         _fail(rel, raw[:exc.start].count(b"\n") + 1, f"not valid UTF-8 (byte {raw[exc.start]:#04x})")
-    records = []
+    records, lines = [], []
     # Split on newlines only: str.splitlines() also breaks at U+2028, U+0085, … which JSON
     # strings may hold raw, and would then refuse a valid line and misnumber the rest.
     for number, line in enumerate(text.split("\n"), start=1):
@@ -132,15 +143,19 @@ def read_delta(root: Path, rel: str, rules: DataRules) -> Delta:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             _fail(rel, number, f"unparsable JSON ({exc.msg})")
-        rec = validate_record(rec, rel, number, rules.max_record_chars)
+        rec = validate_record(rec, rel, number, rules.max_record_chars, legacy_probes)
         for value in _strings(rec):
             found = scan_secrets(value)
             if found:
                 raise SecretFoundError(rel, number, found[0][0])
         records.append(rec)
-    match = DELTA_RE.match(Path(rel).name)
-    delta_id = Path(rel).stem if match else Path(rel).stem
-    return Delta(delta_id, rel, hashlib.sha256(raw).hexdigest(), tuple(records))
+        lines.append(number)
+    return Delta(delta_id_of(rel), rel, hashlib.sha256(raw).hexdigest(), tuple(records), tuple(lines))
+
+
+def delta_id_of(rel: str) -> str:
+    """The id of a delta file: its stem ('d001-era1' for data/deltas/d001-era1.jsonl)."""
+    return Path(rel).stem
 
 
 def list_deltas(root: Path, deltas_dir: Path) -> list[str]:

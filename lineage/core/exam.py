@@ -128,3 +128,96 @@ class Exam:
         generalize = [dict(i, delta=by_stem_new[delta_stem(i["delta"])]) for i in self.of("generalize")
                       if delta_stem(i["delta"]) in by_stem_new]
         return {"recall": recall, "generalize": generalize, "tone": self.of("tone"), "law": self.of("law")}
+
+
+# ---------------------------------------------------------------- items arriving by 'lineage exam add'
+
+KEYS: dict[str, str] = {"recall": "prompt", "generalize": "prompt", "tone": "text", "law": "prompt",
+                        "burnin": "prompt"}
+
+
+def item_from_line(record: Any, where: str, line: int, delta: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(kind, stored item) of one line of a file given to 'lineage exam add'.
+
+    Two formats are read: a plain item whose ``kind`` names the exam kind (recall, generalize,
+    tone, law, burnin), or a probe record as deltas once carried (``{"kind": "probe", "probe":
+    "recall", …}``). The stored item keeps the fields its kind needs, plus ``delta`` (as a stem);
+    ``delta`` fills in the delta of knowledge items that name none.
+
+    Raises:
+        MalformedDataError: not an object, an unknown kind, a missing or bad field, or a delta that
+            differs from the one given (file and line named).
+    """
+    if not isinstance(record, dict):
+        raise MalformedDataError(where, line, "not a JSON object")
+    kind = record.get("probe") if record.get("kind") == "probe" else record.get("kind")
+    if kind not in KINDS:
+        raise MalformedDataError(where, line, f"exam kind {kind!r} is not one of {', '.join(KINDS)}")
+    item = dict(record)
+    if delta is not None:
+        given = delta_stem(delta)
+        if "delta" not in item:
+            if kind in ("recall", "generalize"):
+                item["delta"] = given
+        elif not isinstance(item["delta"], str) or delta_stem(item["delta"]) != given:
+            raise MalformedDataError(where, line, f"item is for delta {item['delta']!r}, not {given!r}")
+    check_item(kind, item, where, line)
+    stored = {k: item[k] for k in NEEDS[kind]}
+    if isinstance(item.get("delta"), str) and item["delta"]:
+        stored["delta"] = delta_stem(item["delta"])
+    return kind, stored
+
+
+def item_key(kind: str, item: dict[str, Any]) -> str:
+    """What makes two items of a kind the same question (the prompt; a tone item's text)."""
+    return str(item[KEYS[kind]])
+
+
+@dataclass(frozen=True)
+class Merged:
+    """An exam with new items merged in: the new exam, what was added, what it held already."""
+
+    exam: Exam
+    added: dict[str, int]
+    unchanged: int
+
+
+def merge(exam: Exam, additions: list[tuple[str, dict[str, Any], int]], where: str) -> Merged:
+    """Append new (kind, item, line) additions after each kind's items, in the order given.
+
+    An item equal to one the exam (or an earlier line) holds is kept once; the same question with
+    other content (another answer, other choices) is refused.
+
+    Raises:
+        MalformedDataError: an item asks a question the exam already asks differently (line named).
+    """
+    items = {kind: exam.of(kind) for kind in KINDS}
+    known = {kind: {item_key(kind, i): (i, 0) for i in items[kind]} for kind in KINDS}
+    added = dict.fromkeys(KINDS, 0)
+    unchanged = 0
+    for kind, item, line in additions:
+        key = item_key(kind, item)
+        if key in known[kind]:
+            held, held_line = known[kind][key]
+            if held != item:
+                origin = f"line {held_line} of {where}" if held_line else exam_path(kind)
+                raise MalformedDataError(where, line, f"{kind} item {key[:60]!r} is already asked differently "
+                                                      f"({origin})")
+            unchanged += 1
+            continue
+        known[kind][key] = (item, line)
+        items[kind].append(item)
+        added[kind] += 1
+    return Merged(Exam(items), {k: n for k, n in added.items() if n}, unchanged)
+
+
+def counts(exam: Exam) -> dict[str, dict[str, int]]:
+    """Items per kind, and per delta within each kind ('' for items of no delta)."""
+    out: dict[str, dict[str, int]] = {}
+    for kind in KINDS:
+        per: dict[str, int] = {}
+        for item in exam.of(kind):
+            stem = delta_stem(item["delta"]) if isinstance(item.get("delta"), str) else ""
+            per[stem] = per.get(stem, 0) + 1
+        out[kind] = per
+    return out

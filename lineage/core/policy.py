@@ -339,6 +339,10 @@ class Policy:
     delta_recall_tolerance: float = 0.10
     first_generation: FirstGeneration = field(default_factory=FirstGeneration)
     min_shadow_parity: float | None = None
+    # the arbiter: how far a visible generalize gain may outrun the sealed one, and how far a
+    # candidate's claimed numbers may stray from the arbiter's own measurement
+    sealed_margin: float = 0.2
+    claim_tolerance: float = 0.02
     autonomy: str = "manual"
     budget: Budget = field(default_factory=Budget)
     data: DataRules = field(default_factory=DataRules)
@@ -353,6 +357,8 @@ class Policy:
         "delta_recall_tolerance": _unit,
         "first_generation": nested(FirstGeneration),
         "min_shadow_parity": lambda v, f, p: check_number(v, f, p, 0, 1, nullable=True),
+        "sealed_margin": _unit,
+        "claim_tolerance": _unit,
         "autonomy": lambda v, f, p: check_str(v, f, p, AUTONOMY),
         "budget": nested(Budget),
         "data": nested(DataRules),

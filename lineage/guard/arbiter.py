@@ -4,8 +4,15 @@ Used by `lineage promote`, by the reference-transaction hook and by the hub's re
 re-derives the verdict from evidence in B and the policy of A; it never trusts B's own report
 or B's own policy, and never retrains: cost is independent of model size.
 
-Gather, then judge: ``evidence.gather_move`` reads git; ``judge_move`` decides over plain data
-and is tested from data files (``tests/data/moves``), one case per refusal reason.
+Once the replaced commit's allowed_signers lists anyone, the evidence in B is only a claim: a
+promotion also needs the arbiter's signed verdict (PASS, about exactly B and its weights, judged
+under A's policy, exam and sealed exam) and, unless A's policy has ``autonomy: auto`` and the risk
+rule says low, an approver's signed approval; a rollback and an approved change need the signature
+of a role allowed to sign them (signers.ACTION_ROLES).
+
+Gather, then judge: ``evidence.gather_move`` reads git (and checks signatures with ssh-keygen);
+``judge_move`` decides over plain data and is tested from data files (``tests/data/moves``), one
+case per refusal reason.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import hashlib
 import json
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import yaml
 
@@ -24,8 +31,11 @@ from ..core.errors import ArbiterRefusedError, LineageError
 from ..core.gate import judge
 from ..core.metrics import BudgetUsed, EvalMetrics
 from ..core.policy import Policy
-from .attest import require
 from .evidence import DELTA_DVC, RESTORED, ROLLBACK_FILES, SIGNERS_FILE, DeltaFile, MoveEvidence, as_bytes, gather_move
+from .signed import ApprovalMissingError, judge_signatures
+from .signers import one_key_one_role, parse_signers
+
+__all__ = ["ApprovalMissingError", "Decision", "check_move", "check_signed_move", "judge_move"]
 
 # What a generation commit may touch relative to its parent commit.
 GENERATION_PATHS = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/*", "reports/**",
@@ -36,12 +46,13 @@ EVIDENCE = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md")
 
 @dataclass(frozen=True)
 class Decision:
-    """Why a move is allowed."""
+    """Why a move is allowed (signed: what signatures it carries, in a store with signers)."""
 
     kind: str  # "promotion" | "rollback" | "change" | "create" | "noop"
     generation: str | None
     verdict: str | None
     composite: float | None
+    signed: str | None = None
 
 
 def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -> Decision:
@@ -75,16 +86,25 @@ def judge_move(ev: MoveEvidence) -> Decision:
                                            f"{ev.old[:12]}", "Promote one gated candidate at a time.")
         raise ArbiterRefusedError(ref, f"not a fast-forward: {ev.new[:12]} does not descend from the tip "
                                        f"{ev.old[:12]}", "The candidate is stale: re-run 'lineage propose'.")
+    named = [t for t in ("Generation", "Rollback-To") if t in ev.trailers]
+    if "Approved-Change" in ev.trailers and named:
+        raise ArbiterRefusedError(ref, f"an approved change carries a {named[0]}: trailer; an approved change is never "
+                                       "read as a generation",
+                                  "Promote or roll back with 'lineage promote' or 'lineage rollback'; change policy, "
+                                  "exam, code or signers with 'lineage change'.")
     if "Rollback-To" in ev.trailers:
-        return _judge_rollback(ev)
-    if "Approved-Change" in ev.trailers:
-        return _judge_approved_change(ev)
-    generation = ev.trailers.get("Generation")
-    if not generation:
-        raise ArbiterRefusedError(ref, "the commit is not a lineage generation (no Generation: trailer)",
-                                  "Train a candidate with 'lineage propose' and promote it.")
-    _judge_generation_paths(ev)
-    return _judge_evidence(ev, generation)
+        decision = _judge_rollback(ev)
+    elif "Approved-Change" in ev.trailers:
+        decision = _judge_approved_change(ev)
+    else:
+        generation = ev.trailers.get("Generation")
+        if not generation:
+            raise ArbiterRefusedError(ref, "the commit is not a lineage generation (no Generation: trailer)",
+                                      "Train a candidate with 'lineage propose' and promote it.")
+        _judge_generation_paths(ev)
+        decision = _judge_evidence(ev, generation)
+    # In a store with signers the evidence is a claim: the signatures it requires come on top.
+    return replace(decision, signed=judge_signatures(ev, decision.kind, decision.generation))
 
 
 def _policy_of(text: str | None, ref: str, whose: str):
@@ -107,13 +127,18 @@ def _judge_generation_paths(ev: MoveEvidence) -> None:
             continue
         if path == SIGNERS_FILE:
             raise ArbiterRefusedError(ref, f"the candidate edits {SIGNERS_FILE}, "
-                                           "the list of who may promote and approve",
+                                           "the list of who may propose, judge and approve",
                                       "Signers change only by a person's approved change: 'lineage keys allow', "
                                       "then 'lineage change'.")
         if not any(fnmatch.fnmatch(path, pattern) for pattern in GENERATION_PATHS):
             raise ArbiterRefusedError(ref, f"the candidate changes {path}, which a generation may not touch",
                                       "Changes to code, stages or hooks need a person's approved change, "
                                       "not a promotion.")
+        if path in ev.replaced_deltas:
+            raise ArbiterRefusedError(ref, f"the candidate {'changes' if path in ev.delta_files else 'removes'} "
+                                           f"{path}, a registered delta: registered deltas only grow",
+                                      "Register new data as a new delta with 'lineage data add FILE'; what main "
+                                      "has registered stays as it is.")
         if fnmatch.fnmatch(path, DELTA_DVC) and path in ev.delta_files:
             _judge_delta_dvc_file(ref, path, ev.delta_files[path])
     if "params.yaml" in ev.changed and _policy_of(ev.new_files.get("params.yaml"), ref, "the candidate's") != \
@@ -254,16 +279,34 @@ def _judge_approved_change(ev: MoveEvidence) -> Decision:
         if path in EVIDENCE or path.startswith("reports/") or path.startswith("models/"):
             raise ArbiterRefusedError(ref, f"an approved change may not touch {path}: generations move only "
                                            "by promotion or rollback")
+    if SIGNERS_FILE in ev.changed:
+        _judge_signers_file(ev)
     return Decision("change", ev.served_by_old, None, None)
 
 
-def check_signed_move(repo, old_id: str | None, new_id: str, protected: str = "main", logs=()) -> Decision:
-    """check_move, then the signed attestation the commit being replaced may require (see attest.py).
+def _judge_signers_file(ev: MoveEvidence) -> None:
+    """A new allowed_signers keeps one key to one role, and once it listed anyone it never lists no one."""
+    ref, text = ev.ref, ev.new_files.get(SIGNERS_FILE) or ""
+    hint = ("One key holds one role: list each key once, with one of namespaces=\"lineage-propose\", "
+            "\"lineage-arbiter\" or \"lineage-approve\" ('lineage keys allow PRINCIPAL KEY --role ROLE').")
+    if problem := one_key_one_role(text):
+        raise ArbiterRefusedError(ref, f"the change's {SIGNERS_FILE} breaks one key, one role: {problem}", hint)
+    if parse_signers(ev.old_files.get(SIGNERS_FILE) or "") and not parse_signers(text):
+        raise ArbiterRefusedError(ref, f"the change leaves {SIGNERS_FILE} listing no one; once it lists anyone "
+                                       "there is no unsigned mode", "Rotate keys by listing the new ones, never by "
+                                                                    "emptying the file.")
 
-    logs: extra evolution-log tips to look for attestations in (the hub passes the pushed one).
+
+def check_signed_move(repo, old_id: str | None, new_id: str, protected: str = "main", logs=(),
+                      verdicts=()) -> Decision:
+    """check_move, plus the verdict, approval or attestation a store with signers requires.
+
+    logs: extra evolution-log tips to find attestations in; verdicts: extra verdict tips (the hub
+    passes the ones pushed with the move).
+
+    Raises:
+        ArbiterRefusedError: with the first reason the move is not allowed (ApprovalMissingError when
+            only an approver's approval is missing).
     """
-    decision = check_move(repo, old_id, new_id, protected)
-    if decision.kind in ("promotion", "rollback", "change"):
-        assert old_id is not None  # only creating the branch has no old tip
-        require(repo, old_id, new_id, protected, logs)
-    return decision
+    return judge_move(gather_move(repo, old_id, new_id, protected, signed=True, tips=tuple(logs),
+                                  verdict_tips=tuple(verdicts)))

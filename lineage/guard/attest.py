@@ -1,14 +1,18 @@
-"""Signed evidence: every move of the protected branch carries an attestation signed with SSH.
+"""Signed attestations: approvals, approved changes and rollbacks, signed with SSH, kept in the log.
 
 Why `ssh-keygen -Y` and not OpenSSF model-signing: OpenSSH is on every machine that runs git,
 signs offline with a key file or through ssh-agent, adds no dependency, and its allowed-signers
 file is the one git reads for SSH-signed commits. model-signing signs a model directory; what
-needs a signature here is a *move* (commit, parent, weights, gate report, policy), and the weights
-are already bound file by file by sha256 in ``reports/train/hashes.csv``.
+needs a signature here is a *decision* (approve this commit, change the rules, roll back), and the
+weights are already bound file by file by sha256 in ``reports/train/hashes.csv``.
 
-- **Roles are signature namespaces.** An ``allowed_signers`` line with
-  ``namespaces="lineage-promote,lineage-approve"`` may sign promotions and rollbacks (promote) and
-  approvals and approved changes (approve); ssh-keygen refuses a key outside its namespaces.
+- **Roles are signature namespaces** (signers.py): an attestation records the role it was signed
+  in (``propose`` or ``approve``), and is verified in that role's namespace, so ssh-keygen refuses
+  a key outside its role. Which role may sign which action is the arbiter's rule
+  (``signers.ACTION_ROLES``): an approval and an approved change need an approver; a rollback a
+  proposer or an approver (an approver when the generation was withdrawn before).
+- **A promotion's evidence is the arbiter's signed verdict** (verdict.py) plus, unless the policy's
+  autonomy allows, an ``approve`` attestation. ``lineage promote`` signs nothing of its own.
 - **The key lives outside the store**: ``$LINEAGE_SIGNING_KEY``, ``git config lineage.signingKey``,
   or ``~/.config/lineage/signing_key`` (``lineage keys init``); see signers.py.
 - **``allowed_signers`` sits at the store root on the protected branch.** A candidate or a rollback
@@ -17,11 +21,11 @@ are already bound file by file by sha256 in ``reports/train/hashes.csv``.
 - **Attestations are ATTEST events in the append-only evolution log**, written *before* the ref
   moves. A crash in between leaves an attestation of a move that never happened (nothing names
   it), never a move without one.
-- **Required once the file exists.** When the commit being replaced holds an ``allowed_signers``,
-  the arbiter (local hook and hub) refuses a move without a valid attestation. Before that, moves
-  are attested unsigned (or signed when a key is configured) and ``verify --signatures`` says the
-  store has no signers to check against.
-- **Each link is checked against the allowed_signers of its parent commit**, the rules in force
+- **Required once the file lists anyone.** When the commit being replaced holds an
+  ``allowed_signers`` that lists a key, the arbiter (``lineage promote``, local hook, hub) refuses
+  a move without the signatures it needs. Before that, moves are attested unsigned (or signed when
+  a key is configured).
+- **Each move is checked against the allowed_signers of its parent commit**, the rules in force
   when it moved, as the arbiter judges a candidate by the policy it replaces: a key removed later
   does not void what it signed while trusted, and a key added later cannot vouch for the past.
 """
@@ -39,15 +43,18 @@ from ..core.canonical import canonical_json, digest_bytes, digest_obj
 from ..core.errors import ArbiterRefusedError, LineageError
 from ..core.policy import Policy
 from ..store import ledger
-from ..store.refs import action_of, served_generation
+from ..store.refs import served_generation
 from .signers import (
+    ACTION_ROLES,
     KEY_ENV,
-    ROLE_OF,
+    ROLES,
     SIGNERS_FILE,
+    VERB,
     identity,
     namespace,
     principal_for,
     requires,
+    roles_of,
     signer_line,
     signing_key,
 )
@@ -94,11 +101,21 @@ class Attestation:
     def action(self) -> str | None:
         return self.payload.get("action")
 
+    @property
+    def role(self) -> str | None:
+        """The role it was signed in (what its namespace is); older attestations: the action's first role."""
+        role = self.payload.get("role")
+        if isinstance(role, str) and role in ROLES:
+            return role
+        roles = ACTION_ROLES.get(str(self.action))
+        return roles[0] if roles else None
+
 
 def attest(store, commit_id: str, action: str, approved_by: str | None = None) -> Attestation | None:
     """Sign (when a key is configured) and log an attestation of commit as action, before it moves.
 
-    An approval with no key records nothing here (the APPROVE event keeps the claim).
+    The key signs in the first role of ACTION_ROLES[action] that the parent's allowed_signers gives
+    it. An approval with no key records nothing here (the APPROVE event keeps the claim).
 
     Raises:
         ArbiterRefusedError: the parent's allowed_signers requires a signature this key cannot give.
@@ -109,29 +126,40 @@ def attest(store, commit_id: str, action: str, approved_by: str | None = None) -
     signers = git.read_blob(repo, commit.parents[0] if commit.parents else None, SIGNERS_FILE)
     required = requires(signers)
     key = signing_key(root)
-    role = ROLE_OF[action]
+    verb, roles = VERB[action], ACTION_ROLES[action]
     if key is None and action == "approve":
         return None
     if key is None and required:
-        raise ArbiterRefusedError(ref, f"{SIGNERS_FILE} requires a signed attestation to {role} and no signing "
+        raise ArbiterRefusedError(ref, f"{SIGNERS_FILE} requires a signed attestation to {verb} and no signing "
                                        "key is configured",
                                   f"Run 'lineage keys init' (or set {KEY_ENV}) and have an approver list the key "
-                                  f"in {SIGNERS_FILE}.")
+                                  f"in {SIGNERS_FILE} with 'lineage keys allow … --role {roles[-1]}'.")
     payload = {"schema_version": 1, "action": action, **derive(repo, commit), "approved_by": approved_by,
                "time": time.strftime("%Y%m%d%H%M%SZ", time.gmtime())}
     signature = None
     if key is not None:
         public = ssh.public_key(key)
+        held = roles_of(signers, public) if required else []
+        role = next((r for r in roles if r in held), None)
+        if required and role is None:
+            fingerprint = ssh.fingerprint(public)
+            raise ArbiterRefusedError(
+                ref, f"your signing key {fingerprint} may not {verb} under {SIGNERS_FILE} on {store.protected}"
+                     + (f" (it holds the {', '.join(held)} role)" if held else ""),
+                f"Sign with a key that holds the {' or '.join(roles)} role (one key, one role)." if held else
+                f"Have an approver add this line to {SIGNERS_FILE} with 'lineage keys allow' and 'lineage change': "
+                f"{signer_line(identity(root), public, [roles[-1]])}")
+        role = role or roles[-1]
         payload["signer"] = principal_for(signers, public) or identity(root)
         payload["key"] = ssh.fingerprint(public)
+        payload["role"] = role
         data = canonical_json(payload)
-        signature = ssh.sign(key, data, namespace(action))
-        if requires(signers) and not ssh.verify(signers, payload["signer"], namespace(action), data, signature,
-                                                payload["time"])[0]:
-            raise ArbiterRefusedError(ref, f"your signing key {payload['key']} may not {role} under "
-                                           f"{SIGNERS_FILE} on {store.protected}",
-                                      f"Have an approver add this line to {SIGNERS_FILE} with 'lineage change': "
-                                      f"{signer_line(identity(root), public, [role])}")
+        signature = ssh.sign(key, data, namespace(role))
+        if signers and required and not ssh.verify(signers, payload["signer"], namespace(role), data, signature,
+                                       payload["time"])[0]:
+            raise ArbiterRefusedError(ref, f"your signing key {payload['key']} may not {verb} under "
+                                           f"{SIGNERS_FILE} on {store.protected} now (outside its valid-after/"
+                                           "valid-before window)", "Ask an approver to renew the key's line.")
     else:
         payload["signer"], payload["key"] = identity(root), None
     event = ledger.append(store, "ATTEST", payload["generation"], {"payload": payload, "signature": signature})
@@ -150,7 +178,7 @@ def commit_attested(store, message: str, action: str) -> str:
 # ---------------------------------------------------------------- reading and checking
 
 
-def _attest_events(repo, tips=()):
+def events(repo, tips=()):
     """Every ATTEST event, newest first along each chain: the local log, fetched hub logs, tips."""
     heads = [r for r in (ledger.LOG_REF, *[n for n in repo.references if n.startswith("refs/remotes/")
                                     and n.endswith("/lineage-log")]) if repo.references.get(r) is not None]
@@ -175,111 +203,36 @@ def _attest_events(repo, tips=()):
 def attestations(repo, tips=()) -> dict[str, list[Attestation]]:
     """Every ATTEST event by the commit it attests, oldest first."""
     out: dict[str, list[Attestation]] = {}
-    for found in _attest_events(repo, tips):
+    for found in events(repo, tips):
         out.setdefault(str(found.payload.get("commit")), []).insert(0, found)
     return out
 
 
-def check(repo, attestation: Attestation, commit, signers: bytes) -> str | None:
-    """The first thing wrong with an attestation of commit under signers, or None."""
-    p = attestation.payload
-    if p.get("action") not in ROLE_OF:
+def check(repo, attestation: Attestation, commit, signers: bytes | None) -> str | None:
+    """The first thing wrong with an attestation of commit under signers, or None.
+
+    The signature is verified in the namespace of the role the attestation names: a key the file
+    does not give that role fails here. Whether that role may sign the action is the arbiter's call.
+    """
+    p, role = attestation.payload, attestation.role
+    if p.get("action") not in ACTION_ROLES or role is None:
         return f"unknown action {p.get('action')!r}"
     if not attestation.signature:
         return "the attestation is unsigned (no signing key was configured when it was made)"
-    ok, intact = ssh.verify(signers, str(p.get("signer") or "-"), namespace(p["action"]), canonical_json(p),
+    ok, intact = ssh.verify(signers or b"", str(p.get("signer") or "-"), namespace(role), canonical_json(p),
                             attestation.signature, p.get("time"))
     if not ok:
         if not intact:
             return "its signature does not match the attestation: it was altered after signing"
         return (f"signed by key {ssh.signature_fingerprint(attestation.signature)}, which {SIGNERS_FILE} does not "
-                f"allow to {ROLE_OF[p['action']]} as {p.get('signer')}")
+                f"allow to {role} as {p.get('signer')}")
     derived = derive(repo, commit)
     for name, source in DERIVED.items():
         if p.get(name) != derived[name]:
-            return f"its {name} {_short(p.get(name))} does not match the commit's {source} ({_short(derived[name])})"
+            return f"its {name} {short(p.get(name))} does not match the commit's {source} ({short(derived[name])})"
     return None
 
 
-def _short(value) -> str:
+def short(value) -> str:
+    """A digest or id cut for one line."""
     return "none" if value is None else (str(value)[:19] + "…" if len(str(value)) > 20 else str(value))
-
-
-def require(repo, old_id: str, new_id: str, protected: str, tips=()) -> None:
-    """Refuse a move the parent's allowed_signers requires an attestation for, when none verifies."""
-    old, new = git.peel_commit(repo, old_id), git.peel_commit(repo, new_id)
-    signers = git.read_blob(repo, old, SIGNERS_FILE)
-    if not requires(signers):
-        return
-    ref, action = f"refs/heads/{protected}", action_of(new)
-    hint = f"Move {protected} with 'lineage promote', 'lineage rollback' or 'lineage change': they sign."
-    problem = None
-    # newest first: the attestation of a move is written just before it, near the log's tip
-    for found in _attest_events(repo, tips):
-        if action is not None and found.payload.get("commit") == str(new.id) and found.action == action:
-            problem = check(repo, found, new, signers)
-            if problem is None:
-                return
-    if problem is None:
-        raise ArbiterRefusedError(ref, f"{SIGNERS_FILE} on {protected} requires a signed attestation and the "
-                                       f"evolution log has none for {str(new.id)[:12]}", hint)
-    raise ArbiterRefusedError(ref, f"the attestation of {str(new.id)[:12]} does not verify: {problem}", hint)
-
-
-@dataclass(frozen=True)
-class SignatureReport:
-    """What `lineage verify --signatures` found along the protected branch."""
-
-    links: list
-    problems: list
-    first_bad: str | None
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def _where(commit, action: str | None) -> str:
-    info, sha = git.trailers(commit.message), str(commit.id)[:12]
-    if action == "promote":
-        return f"{info['Generation']} (promote {sha})"
-    if action == "rollback":
-        return f"{info['Rollback-To']} (rollback from {info.get('Rollback-From')}, {sha})"
-    return f"{action or 'commit'} {sha}"
-
-
-def verify_signatures(store) -> SignatureReport:
-    """Walk the protected branch's whole first-parent history; check every link's attestations."""
-    repo, protected = store.repo, store.protected
-    head = store.tip()
-    if head is None or not requires(git.read_blob(repo, head, SIGNERS_FILE)):
-        problem = (f"{protected} has no {SIGNERS_FILE}: nothing says who may promote, so no signature can be "
-                   "checked (run 'lineage keys init', then 'lineage keys allow' and 'lineage change')")
-        return SignatureReport([], [problem], problem)
-    found = attestations(repo)
-    links, problems, first_bad = [], [], None
-    for commit in reversed(list(git.first_parent_history(repo, head.id))):
-        if not commit.parents:
-            continue  # the store's first commit: the root of trust, nothing moved into it
-        action, mine = action_of(commit), found.get(str(commit.id), [])
-        where, signers = _where(commit, action), git.read_blob(repo, commit.parents[0], SIGNERS_FILE)
-        if not requires(signers):
-            links.append(f"{where}: before {SIGNERS_FILE} existed, not required")
-            continue
-        bad = []
-        if action is None:
-            bad.append("not a promotion, rollback or approved change: it was made outside lineage")
-        elif not any(a.action == action for a in mine):
-            bad.append(f"no attestation of this {action} in the evolution log")
-        for a in mine:
-            if a.action not in (action, "approve"):
-                bad.append(f"an attestation says {a.action}, but the commit is a {action or 'plain commit'}")
-            elif wrong := check(repo, a, commit, signers):
-                bad.append(f"{a.action} attestation by {a.payload.get('signer')}: {wrong}")
-        if bad:
-            problems += [f"{where}: {b}" for b in bad]
-            first_bad = first_bad or problems[-len(bad)]
-        else:
-            by = sorted({f"{a.action} by {a.payload.get('signer')}" for a in mine})
-            links.append(f"{where}: signed ({', '.join(by)})")
-    return SignatureReport(links, problems, first_bad)

@@ -1,10 +1,19 @@
-"""Signing keys and allowed_signers: who may promote and approve, in OpenSSH's own format.
+"""Signing keys and allowed_signers: the three roles, in OpenSSH's own format.
 
 An ``allowed_signers`` line is ``principals [options] keytype base64``; lineage's roles are
-signature namespaces in its ``namespaces="…"`` option (none: every role), so ssh-keygen itself
-refuses a key outside its roles. The file sits at the store root on the protected branch; the
-signing key stays outside the store ($LINEAGE_SIGNING_KEY, git config lineage.signingKey, or
-~/.config/lineage/signing_key).
+signature namespaces in its ``namespaces="…"`` option, so ssh-keygen itself refuses a key
+outside its role:
+
+- **propose** (``lineage-propose``): the loop or a person who trains candidates; signs rollbacks
+  to a generation not withdrawn before;
+- **arbiter** (``lineage-arbiter``): signs verdicts (see verdict.py);
+- **approve** (``lineage-approve``): a person; signs approvals of candidates, approved changes and
+  any rollback.
+
+One key holds one role: ``keys allow`` refuses a key already listed, and the arbiter refuses an
+approved change whose file lists a key twice or gives a line two roles. The file sits at the
+store root on the protected branch; the signing key stays outside the store
+($LINEAGE_SIGNING_KEY, git config lineage.signingKey, or ~/.config/lineage/signing_key).
 """
 
 from __future__ import annotations
@@ -20,13 +29,15 @@ from ..core.errors import UsageError
 
 SIGNERS_FILE = "allowed_signers"
 KEY_ENV = "LINEAGE_SIGNING_KEY"
-ROLES = {"promote": "lineage-promote", "approve": "lineage-approve"}
-ROLE_OF = {"promote": "promote", "rollback": "promote", "change": "approve", "approve": "approve"}
+ROLES = {"propose": "lineage-propose", "arbiter": "lineage-arbiter", "approve": "lineage-approve"}
+# The roles whose key may sign each attested action (the first that a key holds signs).
+ACTION_ROLES = {"approve": ("approve",), "change": ("approve",), "rollback": ("propose", "approve")}
+VERB = {"approve": "approve", "change": "approve", "rollback": "roll back"}
 
 
-def namespace(action: str) -> str:
-    """The signature namespace (role) an action is signed in."""
-    return ROLES[ROLE_OF[action]]
+def namespace(role: str) -> str:
+    """The signature namespace of a role."""
+    return ROLES[role]
 
 
 def default_key_path() -> Path:
@@ -59,7 +70,13 @@ class Signer:
     line: int
 
     def roles(self) -> list[str]:
+        """The lineage roles this line gives (a line without namespaces= gives every one)."""
         return [r for r, ns in ROLES.items() if self.namespaces is None or ns in self.namespaces]
+
+    @property
+    def key(self) -> str:
+        """'type base64', the key as compared."""
+        return " ".join(self.public.split()[:2])
 
 
 def parse_signers(text: str) -> list[Signer]:
@@ -84,8 +101,8 @@ def _is_key_type(token: str) -> bool:
     return token.startswith(("ssh-", "ecdsa-", "sk-")) or token.endswith("@openssh.com")
 
 
-def signer_line(principal: str, public: str, roles=("promote", "approve")) -> str:
-    """An allowed_signers line giving principal's key the roles."""
+def signer_line(principal: str, public: str, roles=("approve",)) -> str:
+    """An allowed_signers line giving principal's key the roles (lineage writes one role a line)."""
     return f'{principal} namespaces="{",".join(ROLES[r] for r in roles)}" {public}'
 
 
@@ -94,6 +111,29 @@ def principal_for(signers: bytes | None, public: str) -> str | None:
     for entry in parse_signers((signers or b"").decode(errors="replace")):
         if entry.public.split()[:2] == public.split()[:2]:
             return next((p for p in entry.principals if "*" not in p and "?" not in p), None)
+    return None
+
+
+def roles_of(signers: bytes | None, public: str) -> list[str]:
+    """Every role an allowed_signers file gives a public key, in ROLES order."""
+    held = {r for e in parse_signers((signers or b"").decode(errors="replace"))
+            if e.key == " ".join(public.split()[:2]) for r in e.roles()}
+    return [r for r in ROLES if r in held]
+
+
+def one_key_one_role(text: str) -> str | None:
+    """The first way an allowed_signers text breaks 'one key, one role', or None (pure)."""
+    seen: dict[str, int] = {}
+    for entry in parse_signers(text):
+        if entry.key in seen:
+            return (f"line {entry.line} lists the key of line {seen[entry.key]} again "
+                    f"({', '.join(entry.principals)})")
+        seen[entry.key] = entry.line
+        if entry.namespaces is None:
+            return f"line {entry.line} ({', '.join(entry.principals)}) has no namespaces=, which gives every role"
+        lineage_roles = [ns for ns in entry.namespaces if ns in ROLES.values()]
+        if len(lineage_roles) > 1:
+            return f"line {entry.line} ({', '.join(entry.principals)}) gives one key {', '.join(lineage_roles)}"
     return None
 
 
@@ -122,13 +162,17 @@ class KeyInfo:
     line: str
     created: bool
     roles_on_tip: list = field(default_factory=list)
+    role: str = "approve"
 
 
-def keys_init(principal: str | None = None, path: str | Path | None = None, store=None) -> KeyInfo:
-    """Create an ed25519 signing key (kept if one exists) and say which line lists it.
+def keys_init(principal: str | None = None, path: str | Path | None = None, store=None,
+              role: str = "approve") -> KeyInfo:
+    """Create an ed25519 signing key (kept if one exists) and say which line would list it as role.
 
     store: the open Store this runs in, or None outside a store.
     """
+    if role not in ROLES:
+        raise UsageError(f"unknown role {role!r}", f"Roles: {', '.join(ROLES)}.")
     root = store.root if store is not None else None
     explicit = path or os.environ.get(KEY_ENV)  # where the key goes, even before it exists
     target = Path(explicit).expanduser() if explicit else (signing_key(root) or default_key_path())
@@ -137,25 +181,30 @@ def keys_init(principal: str | None = None, path: str | Path | None = None, stor
     if created:
         ssh.generate(target, principal)
     public = ssh.public_key(target)
-    return KeyInfo(str(target), public, ssh.fingerprint(public), signer_line(principal, public), created,
-                   _roles_on_tip(store, public))
+    return KeyInfo(str(target), public, ssh.fingerprint(public), signer_line(principal, public, [role]), created,
+                   _roles_on_tip(store, public), role)
 
 
 def _roles_on_tip(store, public: str) -> list:
     if store is None:
         return []
-    blob = git.read_blob(store.repo, store.tip(), SIGNERS_FILE) or b""
-    return sorted({r for e in parse_signers(blob.decode(errors="replace")) if e.public == public for r in e.roles()})
+    return roles_of(git.read_blob(store.repo, store.tip(), SIGNERS_FILE), public)
 
 
-def keys_allow(store, principal: str, public_key: str, roles: list[str]) -> str:
-    """Append an allowed_signers line to the work tree and stage it; 'lineage change' commits it."""
+def keys_allow(store, principal: str, public_key: str, role: str) -> str:
+    """Append an allowed_signers line giving a key one role to the work tree and stage it.
+
+    'lineage change' (signed by an approver) commits it.
+
+    Raises:
+        UsageError: a bad principal, role or key, or a key allowed_signers lists already (one key, one role).
+    """
     root = store.root
     if not re.fullmatch(r"[^\s,\"*?]+", principal):
         raise UsageError(f"principal {principal!r} must be one word without commas or wildcards",
                          "Use an email address, e.g. alice@example.com.")
-    if unknown := [r for r in roles if r not in ROLES]:
-        raise UsageError(f"unknown role {unknown[0]!r}", f"Roles: {', '.join(ROLES)}.")
+    if role not in ROLES:
+        raise UsageError(f"unknown role {role!r}", f"Roles: {', '.join(ROLES)}.")
     candidate = Path(public_key).expanduser()
     public = ssh.public_key(candidate) if candidate.exists() else public_key.strip()
     if len(public.split()) < 2 or not _is_key_type(public.split()[0]):
@@ -168,17 +217,25 @@ def keys_allow(store, principal: str, public_key: str, roles: list[str]) -> str:
                          "Pass a .pub file or 'ssh-ed25519 AAAA…'.") from None
     path = root / SIGNERS_FILE
     text = path.read_text() if path.exists() else ""
-    line = signer_line(principal, " ".join(public.split()[:2]), roles)
+    key = " ".join(public.split()[:2])
+    for entry in parse_signers(text):
+        if entry.key == key:
+            held = ", ".join(entry.roles()) or "no lineage role"
+            raise UsageError(f"allowed_signers already lists key {ssh.fingerprint(key)} (line {entry.line}, "
+                             f"{', '.join(entry.principals)}: {held}); one key holds one role",
+                             "Make a separate key for each role: 'lineage keys init --path FILE --role ROLE'.")
+    line = signer_line(principal, key, [role])
     path.write_text(text + ("" if not text or text.endswith("\n") else "\n") + line + "\n")
     git.add(root, [SIGNERS_FILE])
     return line
 
 
 def adopt(root: str | Path) -> str | None:
-    """At init: list the configured signing key as promoter and approver in a new allowed_signers."""
+    """At init: list the configured signing key as the store's first approver in a new allowed_signers."""
     key, path = signing_key(root), Path(root) / SIGNERS_FILE
     if key is None or path.exists():
         return None
-    line = signer_line(identity(root), ssh.public_key(key))
-    path.write_text(f"# who may sign lineage promotions and approvals; change it only with 'lineage change'\n{line}\n")
+    line = signer_line(identity(root), ssh.public_key(key), ["approve"])
+    path.write_text("# who may propose, judge (arbiter) and approve; one key, one role; change it only with "
+                    f"'lineage change'\n{line}\n")
     return line

@@ -25,6 +25,10 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://lineage.dev/arbiter-verdict/v1"
 VERDICTS_REF = "refs/lineage/verdicts/"
 NAMESPACE = "lineage-arbiter"
+# What every verdict's predicate holds (statement() adds commit and weights).
+PREDICATE_FIELDS = ("verdict", "failed", "reasons", "generation", "candidate", "commit", "weights", "policy_commit",
+                    "policy", "exam", "sealed_exam", "served", "metrics", "claimed", "divergences", "arbiter", "key",
+                    "evaluated_at", "lineage_version")
 
 
 def verdict_ref(commit: str) -> str:
@@ -143,3 +147,53 @@ def store(store_, verdict: Verdict) -> str:
     if proc.returncode != 0:
         raise StoreError(f"could not record the verdict on {name}: {proc.stderr.strip()[-200:]}", "Run again.")
     return new
+
+
+def for_policy(verdicts: list[Verdict], policy_commit: str) -> Verdict | None:
+    """The newest verdict judged under the policy of policy_commit (the commit it was proposed on), or None."""
+    return next((v for v in verdicts if v.predicate.get("policy_commit") == policy_commit), None)
+
+
+def remote_tip(store_, remote: str, commit: str) -> str | None:
+    """The commit a remote's verdict ref of commit points at (fetched here), or None when it has none."""
+    name = verdict_ref(commit)
+    mirror = f"refs/lineage/remote-verdicts/{commit}"
+    git.git(["update-ref", "-d", mirror], store_.root, check=False)
+    git.git(["fetch", "-q", "--no-tags", remote, f"+{name}:{mirror}"], store_.root, check=False)
+    return git.rev_parse(store_.root, mirror)
+
+
+def adopt(store_, commit: str, tip: str) -> None:
+    """Make the local verdict ref of commit include tip (a hub's): created, or fast-forwarded to it.
+
+    A verdict stored afterwards grows from the hub's chain, so pushing it is a fast-forward there.
+
+    Raises:
+        StoreError: the local chain and the hub's have parted (neither holds the other).
+    """
+    name = verdict_ref(commit)
+    mine = git.rev_parse(store_.root, name)
+    if mine == tip or (mine is not None and git.descends(store_.repo, mine, tip)):
+        return
+    if mine is not None and not git.descends(store_.repo, tip, mine):
+        raise StoreError(f"{name} here and on the hub have parted: neither holds the other's verdicts",
+                         "Keep the hub's: 'git update-ref -d " + name + "', then evaluate again.")
+    proc = git.update_ref(store_.root, name, tip, mine, reason="lineage arbiter: the hub's verdicts", check=False)
+    if proc.returncode != 0:
+        raise StoreError(f"could not take the hub's {name}: {proc.stderr.strip()[-200:]}", "Run again.")
+
+
+def push(store_, remote: str, commit: str) -> None:
+    """Push one candidate's verdict ref to a remote (a hub checks the signature before taking it).
+
+    Raises:
+        StoreError: the remote refused it (its reason named).
+    """
+    name = verdict_ref(commit)
+    proc = git.push_atomic(store_.root, remote, [f"{name}:{name}"])
+    if proc.returncode != 0 or any(line.startswith("!") for line in proc.stdout.splitlines()):
+        said = [ln.split("lineage hub: ", 1)[1] for ln in proc.stderr.splitlines()
+                if "lineage hub: " in ln and "hint" not in ln]
+        lines = said or proc.stderr.strip().splitlines() or ["refused"]
+        raise StoreError(f"{remote} refused the verdict {name}: {lines[0]}",
+                         "The verdict is stored here; push it again with 'git push " + remote + " " + name + "'.")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..adapters import git
 from ..core.canonical import write_json
-from ..core.data import STRATEGIES, list_deltas, read_delta
+from ..core.data import STRATEGIES, delta_id_of, list_deltas, read_delta
 from ..core.errors import UsageError
 from ..moves.promote import promote
 from ..moves.propose import propose
@@ -79,7 +79,7 @@ def new_data_since_head(store) -> tuple[int, float]:
     rules = protected_policy(root, store.repo).policy.data
     count, score = 0, 0.0
     for rel in list_deltas(root, DELTAS):
-        delta = read_delta(root, rel, rules)
+        delta = read_delta(root, rel, rules, legacy_probes=delta_id_of(rel) in seen)
         if delta.id not in seen:
             count += len(delta.train_records)
             score += sum(float(r.get("score", 0)) for r in delta.train_records)

@@ -1,20 +1,43 @@
 """Burn-in after every promotion: the served weights load and keep the smoke probes.
 
 Always: every weights file of the served generation is safetensors by content (header checked,
-O(1) in size). When the protected branch holds `data/burnin.jsonl` (smoke probes: a prompt and a
-rule, as law probes are written), the model is loaded and must answer each without breaking its
-rule. A failure makes `promote` roll back by itself.
+O(1) in size). When the served commit holds `exam/burnin.jsonl` (smoke probes: a prompt and a
+rule, as law items are written; stores made before the exam moved to main: `data/burnin.jsonl`),
+the model is loaded and must answer each without breaking its rule. A failure makes `promote`
+roll back by itself.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from ..core.errors import LineageError
+from ..adapters import git
+from ..core.errors import LineageError, MalformedDataError
+from ..core.exam import exam_path, parse_items
 from ..core.safety import check_weights_dir
 
-SMOKE = Path("data/burnin.jsonl")
+SMOKE = exam_path("burnin")
+LEGACY_SMOKE = "data/burnin.jsonl"
+
+
+def smoke_probes(root: Path) -> list[dict[str, Any]]:
+    """The smoke probes the served commit (the protected tip) holds; empty when it holds none.
+
+    Raises:
+        MalformedDataError: a smoke probe file has a bad line (named).
+    """
+    repo = git.open_repo(root)
+    tip = git.tip(repo, git.protected_branch(repo))
+    blob = git.read_blob(repo, tip, SMOKE)
+    if blob is not None:
+        return parse_items("burnin", blob.decode("utf-8"), SMOKE)
+    legacy = git.read_blob(repo, tip, LEGACY_SMOKE)
+    if legacy is None:
+        return []
+    probes = [json.loads(line) for line in legacy.decode("utf-8").splitlines() if line.strip()]
+    return [p for p in probes if isinstance(p, dict) and isinstance(p.get("prompt"), str)]
 
 
 def run_burn_in(root: Path) -> str | None:
@@ -26,10 +49,12 @@ def run_burn_in(root: Path) -> str | None:
         check_weights_dir(child)
     except LineageError as exc:
         return str(exc)
-    smoke = root / SMOKE
-    if not smoke.exists():
+    try:
+        probes = smoke_probes(root)
+    except (MalformedDataError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"the smoke probes are unreadable: {exc}".splitlines()[0]
+    if not probes:
         return None
-    probes = [json.loads(line) for line in smoke.read_text().splitlines() if line.strip()]
     from ..adapters import evaluate, model  # torch: loaded only when there are probes to answer
 
     try:

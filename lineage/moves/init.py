@@ -9,6 +9,7 @@ from pathlib import Path
 from ..adapters import dvc, git
 from ..core import corpus
 from ..core.errors import DirtyTreeError, InitConflictError
+from ..core.exam import EXAM_DIR, Exam, exam_path, item_from_line, merge, render_items
 from ..core.policy import Policy
 from ..core.settings import Settings, load_yaml
 from ..guard.hook import install
@@ -50,6 +51,20 @@ def _refuse_conflicts(root: Path) -> None:
         if name != "params.yaml" and target.exists() and target.read_text() != template_text(name):
             raise InitConflictError(str(root), f"an existing {name} differs from lineage's",
                                     f"Move {name} away (or merge lineage's stages into it by hand) and run init again.")
+
+
+def write_first_exam(root: Path) -> list[str]:
+    """Write era 0's exam of the bundled corpus into exam/<kind>.jsonl; return the paths written."""
+    additions = [(*item_from_line(item, "corpus", n), n) for n, item in enumerate(corpus.exam_items(0), start=1)]
+    exam = merge(Exam(), additions, "corpus").exam
+    written = []
+    for kind, items in exam.items.items():
+        if items:
+            path = root / exam_path(kind)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_items(items))
+            written.append(exam_path(kind))
+    return written
 
 
 def init(path: str | Path = ".", protected_branch: str = "main", remote: str | None = None) -> InitResult:
@@ -119,10 +134,13 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
         corpus.write_era(root / FIRST_DELTA, 0)
         dvc.add(root, FIRST_DELTA)
         created.append(FIRST_DELTA)
+        if not (root / EXAM_DIR).exists():  # a user's own exam is kept
+            if write_first_exam(root):
+                created.append(f"{EXAM_DIR}/")
 
     committed = None
     # Stage only what lineage wrote: a user's untracked files (a .env, say) never ride along.
-    ours = [*TEMPLATE_FILES, ".gitignore", ".dvc", ".dvcignore", "data/deltas"]
+    ours = [*TEMPLATE_FILES, ".gitignore", ".dvc", ".dvcignore", "data/deltas", EXAM_DIR]
     if not has_commits and adopt(root):  # a configured signing key becomes the store's first promoter and approver
         ours.append(SIGNERS_FILE)
         created.append(SIGNERS_FILE)

@@ -1,5 +1,8 @@
 """promote: fast-forward the protected branch to a gated candidate, then check out and burn in.
 
+In a store with signers the arbiter also requires the arbiter's signed verdict and (unless the
+policy's autonomy allows) an approver's signed approval; promote signs nothing of its own, except
+the approval when the configured key is an approver's and the approval is all that is missing.
 The branch, the generation tag and the COMMIT event move in one ref transaction (compare-and-swap):
 all or none. After the move the work tree follows, the weights are checked out and the burn-in
 runs; a failed burn-in rolls back by itself.
@@ -10,11 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..adapters import dvc, git
+from ..adapters import dvc, git, ssh
 from ..core import faults
 from ..core.errors import ArbiterRefusedError
-from ..guard.arbiter import check_move
+from ..guard.arbiter import ApprovalMissingError, Decision, check_signed_move
 from ..guard.attest import attest
+from ..guard.signers import SIGNERS_FILE, roles_of, signing_key
 from ..store import journal, ledger, refs, transaction
 from ..store.journal import Operation
 from ..store.locks import work_tree_lock
@@ -56,7 +60,7 @@ def promote(store, candidate: str, approved_by: str | None = None, cycle: int | 
         faults.point("promote:journaled")
         planted = None
         try:
-            decision = check_move(repo, old, new, store.protected)
+            decision = check_as_approver(store, old, new, approved_by)
             assert decision.generation is not None  # a move from the tip to a candidate names its generation
             tag = refs.generation_tag(decision.generation)
             planted = git.ref_commit(repo, f"refs/tags/{tag}")
@@ -73,7 +77,6 @@ def promote(store, candidate: str, approved_by: str | None = None, cycle: int | 
         ledger.append(store, "ARBITER_VERIFY", decision.generation,
                       {"candidate": candidate, "commit": new, "verdict": "PASS", "composite": decision.composite})
         faults.point("promote:verified")
-        attest(store, new, "promote", approved_by)  # signed and logged before anything moves
         updates: list[tuple[str, str, str | None]] = [(store.protected_ref, new, old)]
         if planted is None:
             message = json.dumps({"generation": decision.generation, "commit": new, "previous": old,
@@ -95,6 +98,23 @@ def promote(store, candidate: str, approved_by: str | None = None, cycle: int | 
         return finish_promote(store, op)
 
 
+def check_as_approver(store, old: str, new: str, approved_by: str | None) -> Decision:
+    """The arbiter's check of a promotion; an approver's configured key signs the approval it lacks.
+
+    Raises:
+        ArbiterRefusedError: the move is refused (ApprovalMissingError: no approver's key is configured).
+    """
+    try:
+        return check_signed_move(store.repo, old, new, store.protected)
+    except ApprovalMissingError:
+        key = signing_key(store.root)
+        signers = git.read_blob(store.repo, git.peel_commit(store.repo, old), SIGNERS_FILE)
+        if key is None or "approve" not in roles_of(signers, ssh.public_key(key)):
+            raise
+    attest(store, new, "approve", approved_by or store.person())  # running promote with an approve key approves
+    return check_signed_move(store.repo, old, new, store.protected)
+
+
 def _record_plain_git_promotion(store, candidate: str, new: str, approved_by, cycle, burn_in: bool) -> Promotion:
     """The protected branch already holds the candidate: record what a plain git merge skipped.
 
@@ -111,7 +131,7 @@ def _record_plain_git_promotion(store, candidate: str, new: str, approved_by, cy
     tag = f"refs/tags/{refs.generation_tag(generation)}"
     if repo.references.get(tag) is not None:
         return Promotion(generation, "already-promoted", parent, new)
-    decision = check_move(repo, parent, new, store.protected)
+    decision = check_signed_move(repo, parent, new, store.protected)
     with journal.operation(store, "promote", candidate=candidate, protected=store.protected, old=parent, new=new,
                            approved_by=approved_by, cycle=cycle, burn_in=burn_in) as op:
         message = json.dumps({"generation": decision.generation, "commit": new, "previous": parent,

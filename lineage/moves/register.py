@@ -1,4 +1,8 @@
-"""data add: check a JSONL file through the data gate and register it as the next delta."""
+"""data add: check a JSONL file through the data gate and register it as the next delta.
+
+A delta holds training records only (a probe record is refused: the exam belongs to the protected
+branch) and may not overlap the exam the protected branch holds (core/overlap.py).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ from pathlib import Path
 
 from ..adapters import dvc, git
 from ..core import corpus
-from ..core.data import DELTA_RE, read_delta
-from ..core.errors import UsageError
+from ..core.data import DELTA_RE, Delta, read_delta, training_text
+from ..core.errors import DataGateError, UsageError
+from ..core.exam import exam_path
+from ..core.overlap import CHECKED_KINDS, TrainingIndex, checked_text
+from ..store.exam import read_exam
 from ..store.rules import protected_policy
 
 DELTAS = Path("data/deltas")
@@ -33,7 +40,8 @@ def data_add(store, file: str | Path, name: str | None = None) -> DataAdded:
 
     Raises:
         UsageError: no such file, or a bad delta name.
-        DataGateError: the file has an unparsable line, a secret or an unsafe source.
+        DataGateError: the file has an unparsable line, a secret, an unsafe source, a probe record,
+            or a line that overlaps the protected branch's exam.
     """
     root = store.root
     src = Path(file).expanduser().resolve()
@@ -53,6 +61,7 @@ def data_add(store, file: str | Path, name: str | None = None) -> DataAdded:
     shutil.copyfile(src, staging)
     try:
         delta = read_delta(root, rel, rules)  # refuse before anything is registered
+        refuse_exam_overlap(store, delta)
     except Exception as exc:
         staging.unlink(missing_ok=True)
         if exc.args and isinstance(exc.args[0], str):
@@ -63,12 +72,55 @@ def data_add(store, file: str | Path, name: str | None = None) -> DataAdded:
     return DataAdded(delta.id, rel, len(delta.train_records), delta.sha256)
 
 
+def refuse_exam_overlap(store, delta: Delta) -> None:
+    """Refuse a delta with a line that overlaps a generalize or tone item of the protected branch's exam.
+
+    Raises:
+        DataGateError: naming the delta's first such line and the exam item.
+    """
+    tip = store.tip()
+    if tip is None:
+        return
+    exam = read_exam(store.repo, tip)
+    lines = delta.train_lines()
+    index = TrainingIndex(training_text(record) for _, record in lines)
+    hits = []
+    for kind in CHECKED_KINDS:
+        for position, item in enumerate(exam.of(kind), start=1):
+            text = checked_text(kind, item)
+            hit = index.find(text) if text is not None else None
+            if hit is not None:
+                hits.append((hit.record, kind, position, item, hit))
+    if not hits:
+        return
+    record, kind, position, item, hit = min(hits, key=lambda h: h[0])
+    question = item.get("prompt") if kind == "generalize" else item.get("text")
+    raise DataGateError(f"{delta.path}:{lines[record][0]} overlaps the exam: {kind} item {question!r} "
+                        f"({exam_path(kind)}:{position} on {store.protected}; {hit.how()})",
+                        "Training data may not hold the exam, nor a near copy of it: remove the line and add "
+                        "the file again.")
+
+
 def corpus_era(era: int, out: str | Path) -> Path:
-    """Write one era of the bundled corpus to a JSONL file.
+    """Write one era of the bundled corpus's training records to a JSONL file.
 
     Raises:
         UsageError: a negative era.
     """
+    _check_era(era)
+    return corpus.write_era(out, era)
+
+
+def corpus_exam(era: int, out: str | Path) -> Path:
+    """Write one era of the bundled corpus's exam items to a JSONL file (for 'lineage exam add').
+
+    Raises:
+        UsageError: a negative era.
+    """
+    _check_era(era)
+    return corpus.write_exam(out, era)
+
+
+def _check_era(era: int) -> None:
     if era < 0:
         raise UsageError(f"era {era} does not exist", "Eras are numbered from 0.")
-    return corpus.write_era(out, era)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..adapters import dvc, git
 from ..core import faults
 from ..core.errors import ArbiterRefusedError, IntegrityError, UsageError
+from ..guard.arbiter import check_signed_move
 from ..guard.attest import attest
 from ..store import journal, refs, transaction, weights
 from ..store.locks import work_tree_lock
@@ -80,6 +81,7 @@ def rollback(store, reason: str, to: str | None = None, cycle: int | None = None
         op.update(new=commit)
         faults.point("rollback:built")
         attest(store, commit, "rollback")  # signed and logged before anything moves
+        check_signed_move(repo, old, commit, store.protected)  # the hook judges again; this says why, with a hint
         with work_tree_lock(store.git_dir, exclusive=True):
             try:
                 transaction.move_refs(store, [(store.protected_ref, commit, old)], "ROLLBACK", to,

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from ..adapters import dvc, git
 from ..core import faults
-from ..core.errors import ArbiterRefusedError, IntegrityError
+from ..core.errors import ArbiterRefusedError, IntegrityError, StoreError
+from ..guard import verdict
 
 PUSH_REFSPECS = ["refs/heads/{protected}:refs/heads/{protected}", "refs/heads/candidates/*:refs/heads/candidates/*",
                  "refs/tags/lineage/*:refs/tags/lineage/*", "refs/lineage/log:refs/lineage/log"]
+VERDICTS = "refs/lineage/verdicts/"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ def push(store, remote: str = "hub") -> PushResult:
     faults.point("push:data-pushed")
     specs = [s.format(protected=store.protected) for s in PUSH_REFSPECS]
     specs = [s for s in specs if "*" in s or store.repo.references.get(s.split(":")[0]) is not None]
+    specs += _verdict_specs(store, remote)
     proc = git.push_atomic(root, remote, specs)
     faults.point("push:refs-pushed")
     rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
@@ -46,6 +49,17 @@ def push(store, remote: str = "hub") -> PushResult:
                                   "Nothing was pushed (atomic). Fix the refused ref and push again.")
     refs = [ln.split("\t")[1] for ln in proc.stdout.splitlines() if "\t" in ln and ln[:1] in "*+ -"]
     return PushResult(remote, refs, True)
+
+
+def _verdict_specs(store, remote: str) -> list[str]:
+    """Each local verdict ref the hub lacks or holds an ancestor of (an older one would be refused)."""
+    repo, specs = store.repo, []
+    for ref in git.refs_under(repo, VERDICTS):
+        theirs = git.ref_commit(repo, f"refs/remotes/{remote}/verdicts/{ref.name[len(VERDICTS):]}")
+        mine = str(ref.target)
+        if theirs is None or (theirs != mine and git.descends(repo, mine, theirs)):
+            specs.append(f"{ref.name}:{ref.name}")
+    return specs
 
 
 def _check_remote_has_everything(store) -> None:
@@ -68,7 +82,9 @@ def pull(store, remote: str = "hub") -> dict:
     """Fetch lineage refs and DVC data; fast-forward the protected branch through the local arbiter."""
     root, repo, protected = store.root, store.repo, store.protected
     git.fetch(root, remote, [f"+refs/heads/*:refs/remotes/{remote}/*", "refs/tags/lineage/*:refs/tags/lineage/*",
-                             f"+refs/lineage/log:refs/remotes/{remote}/lineage-log"])
+                             f"+refs/lineage/log:refs/remotes/{remote}/lineage-log",
+                             f"+{VERDICTS}*:refs/remotes/{remote}/verdicts/*"])
+    _adopt_verdicts(store, remote)
     moved = False
     theirs = git.ref_commit(repo, f"refs/remotes/{remote}/{protected}")
     mine = store.tip()
@@ -80,3 +96,16 @@ def pull(store, remote: str = "hub") -> dict:
         moved = True
     dvc.pull(root)
     return {"remote": remote, "protected_moved": moved}
+
+
+def _adopt_verdicts(store, remote: str) -> None:
+    """Take the hub's verdicts into the local refs (created or fast-forwarded), so a later push only grows them.
+
+    Where the two chains parted, the local ref stays: the arbiter reads the fetched copy too.
+    """
+    prefix = f"refs/remotes/{remote}/verdicts/"
+    for ref in list(git.refs_under(store.repo, prefix)):
+        try:
+            verdict.adopt(store, ref.name[len(prefix):], str(ref.target))
+        except StoreError:
+            continue

@@ -15,6 +15,7 @@ from ..core.canonical import write_json
 from ..core.hashes import hash_dir, weights_digest
 from ..core.settings import Settings
 from ..store import weights
+from ..store.exam import read_exam
 from ..store.root import Store
 from .common import PARENT_DIR, PARENT_INFO, log
 
@@ -42,7 +43,8 @@ def build_base(base: str, settings, dest: Path) -> dict:
 
 def main() -> None:
     settings = Settings.load()
-    gen = weights.served(Store.open("."))
+    store = Store.open(".")
+    gen = weights.served(store)
     if gen:
         weights.materialise(Path("."), gen, PARENT_DIR)
         info = {"kind": "generation", "generation": gen["generation"], "commit": gen["commit"],
@@ -55,6 +57,10 @@ def main() -> None:
         log.info("parent: no generation on the protected branch yet; base is %s", info["base_model"])
     rows = hash_dir(PARENT_DIR)
     info["weights_sha256"] = weights_digest(rows)
+    # The exam main holds now: a new exam on main changes this file, so DVC re-runs prepare (which
+    # depends on it) and every stage after it, though no data changed.
+    tip = store.tip()
+    info["exam"] = read_exam(store.repo, tip).digest() if tip is not None else None
     if info["kind"] != "local":
         # a local base is hard-linked from the user's own directory: leave its modes alone
         for file in PARENT_DIR.rglob("*"):

@@ -42,11 +42,12 @@ def generation_of_name(name: str) -> str | None:
 def served_generation(commit) -> str | None:
     """The generation a protected-branch commit serves (following rollbacks).
 
-    Approved changes and the init commit serve whatever generation came before them.
+    Approved changes and the init commit serve whatever generation came before them: a Generation
+    or Rollback-To trailer on an approved change is never read (the arbiter refuses such a commit).
     """
     while commit is not None:
         info = git.trailers(commit.message)
-        served = info.get("Rollback-To") or info.get("Generation")
+        served = None if "Approved-Change" in info else info.get("Rollback-To") or info.get("Generation")
         if served:
             return served
         commit = commit.parents[0] if commit.parents else None

@@ -12,7 +12,7 @@ import sys
 import click
 
 from ..core.errors import LineageError
-from . import cli_admin, cli_loop, cli_record
+from . import cli_admin, cli_arbiter, cli_exam, cli_loop, cli_record
 from .output import Output, out, table
 
 
@@ -105,11 +105,24 @@ def corpus() -> None:
 @click.argument("out_file", type=click.Path(dir_okay=False))
 @click.pass_context
 def corpus_write(ctx, era: int, out_file: str) -> None:
-    """Write ERA of the bundled corpus to OUT_FILE (JSONL)."""
+    """Write ERA's training records of the bundled corpus to OUT_FILE (JSONL, for 'lineage data add')."""
     from .. import api
 
     path = api.corpus_era(era, out_file)
-    out(ctx).result({"path": str(path), "era": era}, f"wrote era {era} to {path}")
+    out(ctx).result({"path": str(path), "era": era}, f"wrote era {era} to {path}\nnext: lineage data add {path}")
+
+
+@corpus.command("exam")
+@click.argument("era", type=int)
+@click.argument("out_file", type=click.Path(dir_okay=False))
+@click.pass_context
+def corpus_exam(ctx, era: int, out_file: str) -> None:
+    """Write ERA's exam items of the bundled corpus to OUT_FILE (JSONL, for 'lineage exam add')."""
+    from .. import api
+
+    path = api.corpus_exam(era, out_file)
+    out(ctx).result({"path": str(path), "era": era}, f"wrote the exam of era {era} to {path}\n"
+                                                     f"next: lineage exam add {path}")
 
 
 @cli.command()
@@ -143,7 +156,12 @@ def propose(ctx, name: str, overrides: tuple[str, ...]) -> None:
 @click.argument("candidate")
 @click.pass_context
 def promote(ctx, candidate: str) -> None:
-    """Fast-forward the protected branch to CANDIDATE if the arbiter re-derives PASS."""
+    """Fast-forward the protected branch to CANDIDATE when the arbiter allows it.
+
+    Unsigned store: the arbiter re-derives PASS from the committed evidence. Store with signers: a
+    signed arbiter verdict PASS for exactly this commit and weights, and an approver's approval
+    (signed here when your key is an approver's) unless autonomy allows a low-risk candidate.
+    """
     from .. import api
 
     p = api.promote(candidate, ".")
@@ -181,7 +199,7 @@ def change(ctx, reason: str) -> None:
     out(ctx).result(c, f"approved change {c.commit[:12]} by {c.approver}: {', '.join(c.paths)}")
 
 
-for _module in (cli_record, cli_admin, cli_loop):
+for _module in (cli_record, cli_admin, cli_loop, cli_exam, cli_arbiter):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

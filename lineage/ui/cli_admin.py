@@ -6,42 +6,48 @@ import click
 
 from .output import out
 
+ROLE_CHOICE = click.Choice(["propose", "arbiter", "approve"])
+
 
 @click.group()
 def keys() -> None:
-    """Signing keys and allowed_signers: who may promote and approve (SSH signatures)."""
+    """Signing keys and allowed_signers: who may propose, judge (arbiter) and approve; one key, one role."""
 
 
 @keys.command("init")
 @click.option("--principal", default=None, help="Name in allowed_signers (default: git's user.email).")
 @click.option("--path", default=None, type=click.Path(dir_okay=False),
               help="Where to create the key (default: the configured key, else ~/.config/lineage/signing_key).")
+@click.option("--role", default="approve", show_default=True, type=ROLE_CHOICE,
+              help="The role the printed allowed_signers line gives the key.")
 @click.pass_context
-def keys_init(ctx, principal: str | None, path: str | None) -> None:
+def keys_init(ctx, principal: str | None, path: str | None, role: str) -> None:
     """Create an ed25519 signing key (an existing one is kept) and print its allowed_signers line."""
     from .. import api
 
-    k = api.keys_init(principal, path, ".")
+    k = api.keys_init(principal, path, ".", role)
     text = [f"{'created' if k.created else 'kept'} {k.path} ({k.fingerprint})",
             f"allowed_signers line: {k.line}"]
     if k.roles_on_tip:
         text.append(f"this store already lets it: {', '.join(k.roles_on_tip)}")
     else:
-        text.append("next: lineage keys allow <principal> " + k.path + ".pub && lineage change --reason 'add a signer'")
+        text.append(f"next: lineage keys allow <principal> {k.path}.pub --role {k.role} && "
+                    "lineage change --reason 'add a signer'")
     out(ctx).result(k, "\n".join(text))
 
 
 @keys.command("allow")
 @click.argument("principal")
 @click.argument("public_key")
-@click.option("--role", "roles", multiple=True, type=click.Choice(["promote", "approve"]),
-              help="What the key may sign (repeatable; default both).")
+@click.option("--role", required=True, type=ROLE_CHOICE,
+              help="What the key may sign: propose (candidates, rollbacks), arbiter (verdicts) or approve "
+                   "(approvals, changes, any rollback). One key holds one role.")
 @click.pass_context
-def keys_allow(ctx, principal: str, public_key: str, roles: tuple[str, ...]) -> None:
+def keys_allow(ctx, principal: str, public_key: str, role: str) -> None:
     """Add PUBLIC_KEY (a .pub file or 'ssh-ed25519 AAAA…') for PRINCIPAL to allowed_signers and stage it."""
     from .. import api
 
-    line = api.keys_allow(principal, public_key, list(roles) or ["promote", "approve"], ".")
+    line = api.keys_allow(principal, public_key, role, ".")
     out(ctx).result({"line": line}, f"staged in allowed_signers: {line}\n"
                                     "next: lineage change --reason '...' (signed by a current approver)")
 
@@ -98,7 +104,7 @@ def hub() -> None:
 @click.option("--name", default="hub", show_default=True, help="Git remote name to register in the current store.")
 @click.pass_context
 def hub_init(ctx, path: str, name: str) -> None:
-    """Create a hub at PATH and register it as a remote of the current store (if in one)."""
+    """Create a hub at PATH for the current store (whose main must list signers) and register it as a remote."""
     from .. import api
 
     h = api.hub_init(path, ".", name)
@@ -110,7 +116,7 @@ def hub_init(ctx, path: str, name: str) -> None:
 @click.option("--remote", default="hub", show_default=True, help="Git remote of the hub.")
 @click.pass_context
 def push(ctx, remote: str) -> None:
-    """Push DVC data, then the protected branch, candidates, tags and log atomically."""
+    """Push DVC data, then the protected branch, candidates, tags, log and verdicts atomically."""
     from .. import api
 
     r = api.push(".", remote)
@@ -121,7 +127,7 @@ def push(ctx, remote: str) -> None:
 @click.option("--remote", default="hub", show_default=True, help="Git remote of the hub.")
 @click.pass_context
 def pull(ctx, remote: str) -> None:
-    """Fetch lineage refs and DVC data from the hub; fast-forward the protected branch."""
+    """Fetch lineage refs (log and verdicts included) and DVC data from the hub; fast-forward the protected branch."""
     from .. import api
 
     r = api.pull(".", remote)

@@ -64,6 +64,11 @@ def main(argv: list[str]) -> int:
         run(LINEAGE + ["corpus", "write", "1", str(base / "era1.jsonl")], store)
         run(LINEAGE + ["data", "add", str(base / "era1.jsonl")], store)
 
+        say("The exam belongs to main: a person approves era 1's exam items (never read from a candidate).")
+        run(LINEAGE + ["corpus", "exam", "1", str(base / "exam1.jsonl")], store)
+        run(LINEAGE + ["exam", "add", str(base / "exam1.jsonl")], store)
+        run(LINEAGE + ["change", "--reason", "the exam of era 1"], store)
+
         say("One evolution window: two candidates with distinct seeds and data strategies, ranked; "
             "the best is proposed only if it beats HEAD.")
         run(LINEAGE + ["evolve", "-k", "2"], store)
