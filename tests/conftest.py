@@ -67,7 +67,7 @@ TEST_GITCONFIG = """\
 LEAKY_VARS = ("LINEAGE_DEBUG", "LINEAGE_LOG", "LINEAGE_SIGNING_KEY", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
               "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
               "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT", "DVC_REMOTE", "CUDA_VISIBLE_DEVICES",
-              "LINEAGE_FAULT", "LINEAGE_PROGRESS")
+              "LINEAGE_FAULT", "LINEAGE_PROGRESS", "LINEAGE_WARM_CHILD")
 
 
 def isolate(mp: pytest.MonkeyPatch, base: Path) -> None:
@@ -100,10 +100,28 @@ def isolate(mp: pytest.MonkeyPatch, base: Path) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def session_environment(tmp_path_factory):
-    """Isolation for the session-scoped stores (built before any test's own fixture runs)."""
+    """Isolation for the session-scoped stores (built before any test's own fixture runs), and a warm
+    stage server for this worker: the pipeline's stages fork from a process that imported torch,
+    transformers and TRL once (lineage/adapters/warm.py) instead of paying ~10 s of imports each.
+    LINEAGE_TEST_COLD=1 runs every stage in its own process instead."""
     mp = pytest.MonkeyPatch()
     isolate(mp, tmp_path_factory.mktemp("session-env"))
+    server = None
+    if not os.environ.get("LINEAGE_TEST_COLD"):
+        sock = tmp_path_factory.getbasetemp() / "warm.sock"
+        log = open(tmp_path_factory.getbasetemp() / "warm.log", "w")  # lives as long as the server
+        server = subprocess.Popen([sys.executable, "-m", "lineage.adapters.warm", "serve", str(sock)],
+                                  stdout=subprocess.PIPE, stderr=log, text=True)
+        ready = server.stdout.readline() if server.stdout else ""
+        if "ready" in ready:
+            mp.setenv("LINEAGE_WARM", str(sock))
     yield
+    if server is not None:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
     mp.undo()
 
 

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..adapters import warm
 from ..core.errors import LineageError
 from ..store.rules import ProtectedPolicy, protected_policy
 
@@ -32,7 +33,13 @@ CHECKPOINTS = Path(".lineage/checkpoints")
 
 
 def run_stage(main) -> int:
-    """Run a stage function; turn a LineageError into one line and its exit code."""
+    """Run a stage function; turn a LineageError into one line and its exit code.
+
+    With a warm server named in $LINEAGE_WARM (adapters/warm.py) the stage runs in a fork of it.
+    """
+    delegated = warm.delegate(sys.argv[0], sys.argv)
+    if delegated is not None:
+        return delegated
     logging.basicConfig(level=os.environ.get("LINEAGE_LOG", "INFO"), format="%(message)s", stream=sys.stderr)
     try:
         main()
