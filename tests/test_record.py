@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
+from conftest import VENV_BIN, clone_store, lineage, relaxed_tiny, sh, trained_g000
 
 pytestmark = pytest.mark.slow
 
@@ -151,3 +151,33 @@ def test_the_wall_budget_projection_warns_early_and_stops_only_when_certain():
     average, floor = wall_projection(10, 100, 60.0, 3.0)
     assert round(average, 2) == 10.0 and round(floor, 2) == 5.5
     assert wall_projection(100, 100, 60.0, 3.0) == (1.0, 1.0)
+
+
+def test_a_git_merge_the_hook_refused_is_seen_by_status_and_repair_puts_mains_files_back(record, tmp_path):
+    store = clone_store(record, tmp_path / "luna")
+    sh(["git", "checkout", "-q", "candidates/G002-a", "--", "data/deltas"], store)  # data to train on
+    assert lineage(store, "propose", "--name", "f", "-S", "train.max_steps=150", check=False).returncode == 1
+    main = sh(["git", "rev-parse", "main"], store).stdout.strip()
+    refused = sh(["git", "merge", "--ff-only", "candidates/G005-f"], store, check=False)
+    assert refused.returncode != 0 and sh(["git", "rev-parse", "main"], store).stdout.strip() == main
+    st = json.loads(lineage(store, "--json", "status", "--no-remote").stdout)
+    assert "lineage repair" in st["work_tree"]
+    blocked = lineage(store, "propose", "--name", "g", check=False)
+    assert blocked.returncode == 3 and "lineage repair" in blocked.stderr
+    repaired = lineage(store, "repair")
+    assert "back" in repaired.stderr
+    staged = sh(["git", "diff", "--cached", "--name-only"], store).stdout.split()
+    assert all(p.startswith("data/deltas/") for p in staged)
+    assert json.loads(lineage(store, "--json", "status", "--no-remote").stdout)["work_tree"] == "clean"
+    assert lineage(store, "verify").returncode == 0
+
+
+def test_propose_takes_the_outputs_of_a_dvc_repro_the_user_ran(record, tmp_path):
+    store = clone_store(record, tmp_path / "luna")
+    sh(["git", "checkout", "-q", "candidates/G002-a", "--", "data/deltas"], store)
+    sh([VENV_BIN / "dvc", "repro"], store)
+    reproduced = json.loads((store / "reports" / "train" / "metrics.json").read_text())["weights_sha256"]
+    proc = lineage(store, "propose", "--name", "r")
+    assert "takes the outputs of the dvc repro you ran" in proc.stderr
+    frozen = json.loads(sh(["git", "show", "candidates/G005-r:reports/train/metrics.json"], store).stdout)
+    assert frozen["weights_sha256"] == reproduced

@@ -83,7 +83,7 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
         UsageError: a bad candidate name, or the candidate exists already.
         DirtyTreeError: the work tree has changes of its own.
     """
-    transaction.require_clean(store)
+    carried = transaction.require_clean(store, allow_outputs=True)
     done = journal.finished("propose", name=name, overrides=list(overrides or []), generation=generation)
     if done is not None:
         return done  # this very command was killed and recovery has just finished it
@@ -111,7 +111,9 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
                                                          "overrides": list(overrides or [])})
             faults.point("propose:logged")
             if progress:
-                progress(f"{branch}: running the pipeline (dvc repro)")
+                progress(f"{branch}: running the pipeline (dvc repro)" + (
+                    "; it takes the outputs of the dvc repro you ran and re-runs only what changed"
+                    if carried else ""))
             run = dvc.repro(root, echo=progress)
             verdict, failed, criteria, composite, reason = _outcome(root, run)
             _log_run(store, generation, run.returncode == 0, verdict, failed, reason)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..adapters import dvc, git
 from ..adapters.model import compare_weights
 from ..core.errors import UsageError
-from . import ledger, refs, weights
+from . import ledger, refs, transaction, weights
 
 
 def json_at(repo, commit, path: str) -> dict | None:
@@ -119,6 +119,7 @@ class StoreStatus:
     remote_in_sync: bool | None
     remote_detail: str
     not_promoted: list = field(default_factory=list)  # every other attempt that main never took, with its verdict
+    work_tree: str = "clean"  # or what is in the way and the command that clears it
 
 
 def status(store, check_remote: bool = True) -> StoreStatus:
@@ -137,6 +138,9 @@ def status(store, check_remote: bool = True) -> StoreStatus:
             open_candidates.append(branch)
         else:
             not_promoted.append(f"{branch} ({row.get('verdict')})")
+    stray = transaction.stray_evidence(store)
+    work_tree = (f"holds a candidate's {', '.join(sorted({p.split('/')[0] for p in stray}))} left by a git "
+                 "command the hook refused: run 'lineage repair'") if stray else "clean"
     in_sync, detail = None, "not checked"
     if check_remote:
         missing, reason = dvc.remote_status(store.root)
@@ -145,7 +149,7 @@ def status(store, check_remote: bool = True) -> StoreStatus:
         else:
             in_sync, detail = not missing, "in sync" if not missing else f"{len(missing)} outputs not pushed"
     return StoreStatus(store.protected, served, str(head.id) if head else None, open_candidates, in_sync, detail,
-                       not_promoted)
+                       not_promoted, work_tree)
 
 
 def _flat(d: dict | None, prefix: str = "") -> dict:

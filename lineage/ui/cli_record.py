@@ -95,6 +95,7 @@ def status(ctx, no_remote: bool) -> None:
         + (f" ({st.head_commit[:12]})" if st.head_commit else ""),
         f"open candidates (passed, promotable now): {', '.join(st.open_candidates) or 'none'}",
         f"not promoted: {', '.join(st.not_promoted) or 'none'}",
+        f"work tree: {st.work_tree}",
         f"DVC remote: {st.remote_detail}"]))
 
 
