@@ -191,6 +191,12 @@ def candidates(store: PathLike = ".") -> list[dict]:
     return refs.frozen_candidates(s.repo, s.protected)
 
 
+def rollbacks(store: PathLike = ".") -> list[dict]:
+    """Every rollback on the protected branch, oldest first."""
+    s = Store.open(store)
+    return refs.rollbacks(s.repo, s.protected)
+
+
 def events(store: PathLike = ".") -> list[ledger.Event]:
     """The evolution log, oldest first."""
     return ledger.read(Store.open(store).repo)

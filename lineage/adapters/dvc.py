@@ -51,7 +51,7 @@ STAGE_LINE = ("parent:", "prepare:", "train:", "eval:", "gate:", "error:", "Runn
 
 def _dvc_echo(args, cwd, env, check, echo) -> subprocess.CompletedProcess:
     """Run dvc with stderr merged into stdout, echoing the stages' progress lines as they come."""
-    env = {**env, "LINEAGE_PROGRESS": env.get("LINEAGE_PROGRESS") or "plain"}
+    env = {**env, "LINEAGE_PROGRESS": env.get("LINEAGE_PROGRESS") or "stream"}
     proc = subprocess.Popen([dvc_bin(), *args], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, bufsize=1)
     lines = []

@@ -314,6 +314,15 @@ def work_tree_dirty(root: str | Path, ignore: tuple[str, ...] = ()) -> list[str]
     return [p for p in status_paths(root) if not p.startswith(ignore)]
 
 
+def index_ids(cwd: str | Path) -> dict[str, str]:
+    """path -> blob id of every entry in the index."""
+    out: dict[str, str] = {}
+    for line in git(["ls-files", "-s"], cwd=cwd).stdout.splitlines():
+        meta, _, path = line.partition("\t")
+        out[path] = meta.split()[1]
+    return out
+
+
 def staged_paths(cwd: str | Path) -> list[str]:
     return git(["diff", "--cached", "--name-only"], cwd=cwd).stdout.split()
 

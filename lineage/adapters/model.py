@@ -92,31 +92,47 @@ def load(path: str | Path, device: str = "cpu", dtype: str | None = None):
 
 
 def compare_weights(a: str | Path, b: str | Path, top: int = 5) -> dict:
-    """How b's tensors differ from a's: share of parameters and tensors changed, the most changed.
+    """How b's weights differ from a's, by parameter, by tensor and by layer; the most changed modules.
 
-    A tensor b has and a lacks (or shapes differ) counts as wholly changed; the ranking is each
-    changed tensor's relative L2 change ||b - a|| / ||a||.
+    A tensor b has and a lacks (or shapes differ) counts as wholly changed. A module's change is its
+    relative L2 change ||b - a|| / ||a|| over its tensors (a module: the tensor name without its last
+    part, e.g. model.layers.3.mlp.down_proj); a layer is model.layers.N (embeddings and the final norm
+    count as layers of their own).
     """
+    import re
+
     from safetensors.torch import load_file
 
     ta = {k: v for f in sorted(Path(a).glob("*.safetensors")) for k, v in load_file(f).items()}
     tb = {k: v for f in sorted(Path(b).glob("*.safetensors")) for k, v in load_file(f).items()}
     total = changed = changed_tensors = 0
-    ranked = []
+    modules: dict[str, list[float]] = {}  # module -> [sum of squared change, sum of squared a]
+    layers: dict[str, bool] = {}
     for name, tensor in tb.items():
         total += tensor.numel()
+        module = name.rsplit(".", 1)[0]
+        match = re.match(r"(.*?\.layers\.\d+)\.", name)
+        layer = match.group(1) if match else module
+        layers.setdefault(layer, False)
         other = ta.get(name)
         if other is None or other.shape != tensor.shape:
             changed += tensor.numel()
             changed_tensors += 1
+            layers[layer] = True
+            modules.setdefault(module, [0.0, 0.0])[0] += float(tensor.float().pow(2).sum())
             continue
         delta = tensor.float() - other.float()
         n = int((delta != 0).sum())
+        sums = modules.setdefault(module, [0.0, 0.0])
+        sums[1] += float(other.float().pow(2).sum())
         if n:
             changed += n
             changed_tensors += 1
-            ranked.append((name, float(delta.norm() / (other.float().norm() + 1e-12))))
-    ranked.sort(key=lambda r: -r[1])
+            layers[layer] = True
+            sums[0] += float(delta.pow(2).sum())
+    ranked = sorted(((m, (d / (w or 1e-24)) ** 0.5) for m, (d, w) in modules.items() if d), key=lambda r: -r[1])
     return {"params_changed_pct": round(100 * changed / max(total, 1), 4),
             "tensors_changed_pct": round(100 * changed_tensors / max(len(tb), 1), 4),
-            "most_changed": [{"tensor": n, "relative_change": round(r, 6)} for n, r in ranked[:top]]}
+            "layers_changed_pct": round(100 * sum(layers.values()) / max(len(layers), 1), 4),
+            "layers_changed": sum(layers.values()), "layers": len(layers),
+            "most_changed": [{"module": m, "tensor": m, "relative_change": round(r, 6)} for m, r in ranked[:top]]}

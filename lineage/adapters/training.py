@@ -7,6 +7,8 @@ breach; the caller records the run FAILED and never takes it for a generation.
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import os
 import resource
 import shutil
@@ -63,16 +65,43 @@ class TrainResult:
                 "peak_memory_mb": round(self.peak_memory_mb, 1), "output_mb": round(self.output_mb, 3)}
 
 
-def _budget_callback(budget, result: TrainResult, started: float, progress=None):
+log = logging.getLogger("lineage")
+PROJECT_AFTER = 0.05   # warn once this share of the steps is done and the pace says the wall budget is short
+CERTAIN_AFTER = 0.10   # stop early once even the fastest pace seen cannot finish in time
+USAGE_FILE = "lineage_usage.json"  # in a checkpoint: the wall minutes spent before it, for a resumed run
+
+
+def wall_projection(done: int, total: int, elapsed_s: float, fastest_step_s: float | None) -> tuple[float, float]:
+    """(projected minutes at the average pace, minutes at the fastest pace seen) for the whole run."""
+    remaining = max(total - done, 0)
+    average = elapsed_s / done if done else 0.0
+    fastest = fastest_step_s if fastest_step_s is not None else average
+    return (elapsed_s + remaining * average) / 60, (elapsed_s + remaining * fastest) / 60
+
+
+def _budget_callback(budget, result: TrainResult, started: float, progress=None, spent_minutes: float = 0.0):
     from transformers import TrainerCallback
 
     class BudgetCallback(TrainerCallback):
-        """Stop training at the first budget breach; record usage every step."""
+        """Stop training at the first budget breach (or when the wall budget cannot be kept); record usage."""
+
+        def __init__(self) -> None:
+            self.warned = False
+            self.last: float | None = None
+            self.fastest: float | None = None
+            self.first_step: int | None = None
 
         def on_step_end(self, args, state, control, **kwargs):
+            now = time.monotonic()
+            if self.first_step is None:
+                self.first_step = state.global_step - 1
+            elif self.last is not None:
+                step_s = now - self.last
+                self.fastest = step_s if self.fastest is None else min(self.fastest, step_s)
+            self.last = now
             result.steps = state.global_step
             result.tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
-            result.wall_minutes = (time.monotonic() - started) / 60
+            result.wall_minutes = spent_minutes + (now - started) / 60
             result.peak_memory_mb = peak_memory_mb()
             checks = (("max_steps", result.steps, budget.max_steps),
                       ("max_tokens", result.tokens, budget.max_tokens),
@@ -84,15 +113,54 @@ def _budget_callback(budget, result: TrainResult, started: float, progress=None)
                     control.should_training_stop = True
                     control.should_save = False
                     break
+            else:
+                self._project(state, control, now)
             if progress:
                 progress(state.global_step, state.max_steps)
             return control
 
+        def _project(self, state, control, now: float) -> None:
+            total, done = state.max_steps, state.global_step
+            fresh = done - (self.first_step or 0)
+            if total <= 0 or fresh < 3 or done < PROJECT_AFTER * total:
+                return
+            elapsed = spent_minutes * 60 + now - started
+            average, floor = wall_projection(done, total, elapsed, self.fastest)
+            allowed = budget.max_wall_minutes
+            if average > allowed and not self.warned:
+                self.warned = True
+                log.warning("train: at this pace the run needs about %.1f min in all, over the wall budget of %g "
+                            "min (policy.budget.max_wall_minutes): raise it on main (edit params.yaml, git add, "
+                            "lineage change) or train fewer steps", average, allowed)
+            if floor > allowed and done >= CERTAIN_AFTER * total:
+                result.breach = ("max_wall_minutes (projected: even at the fastest pace seen, "
+                                 f"{total - done} steps more cannot finish in time)", round(floor, 2), allowed)
+                control.should_training_stop = True
+                control.should_save = False
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                minutes = spent_minutes + (time.monotonic() - started) / 60
+                (folder / USAGE_FILE).write_text(json.dumps({"wall_minutes": minutes}))
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 result.loss_curve.append([state.global_step, float(logs["loss"])])
+                if progress and hasattr(progress, "note"):
+                    progress.note(f"loss {float(logs['loss']):.3f}")
 
     return BudgetCallback()
+
+
+def _spent_before(checkpoint: Path | None) -> float:
+    """Wall minutes a checkpoint's run had spent when it was saved (0 for a fresh run)."""
+    if checkpoint is None:
+        return 0.0
+    try:
+        return float(json.loads((checkpoint / USAGE_FILE).read_text())["wall_minutes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 def _dvclive_callback(live_dir: Path, resume: bool):
@@ -277,8 +345,10 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
     dataset = _dataset(records, train_params["method"], tok.eos_token)
     on_cpu = not torch.cuda.is_available()
     resume = _resume_point(checkpoint_dir)
+    spent = _spent_before(resume)
     if resume:
         result.resumed_from = str(resume)
+        log.info("train: resuming from %s (%.2f min already spent count against the budget)", resume.name, spent)
     config = SFTConfig(
         output_dir=str(checkpoint_dir), use_cpu=on_cpu, bf16=not on_cpu and torch.cuda.is_bf16_supported(),
         fp16=False, gradient_checkpointing=False, per_device_train_batch_size=train_params["batch_size"],
@@ -293,7 +363,7 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
     )
     if train_params["max_steps"] > 0:
         kwargs = dict(model=model, args=config, train_dataset=dataset, processing_class=tok,
-                      callbacks=[_budget_callback(budget, result, started, progress)]
+                      callbacks=[_budget_callback(budget, result, started, progress, spent)]
                       + ([_dvclive_callback(live_dir, bool(resume))] if live_dir else []))
         if train_params["method"] == "distill":
             from .model import load as load_frozen
@@ -321,7 +391,7 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
     model.save_pretrained(out_dir, safe_serialization=True)
     tok.save_pretrained(out_dir)
     result.output_mb = _dir_mb(out_dir)
-    result.wall_minutes = (time.monotonic() - started) / 60
+    result.wall_minutes = spent + (time.monotonic() - started) / 60
     result.peak_memory_mb = peak_memory_mb()
     if result.output_mb > budget.max_output_mb:
         shutil.rmtree(out_dir)

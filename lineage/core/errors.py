@@ -164,9 +164,11 @@ class BudgetExceededError(LineageError):
 
     def __init__(self, limit: str, used: Any, allowed: Any) -> None:
         self.limit, self.used, self.allowed = limit, used, allowed
+        key = limit.split()[0]
         super().__init__(
             f"budget exceeded: {limit} used {used} > allowed {allowed}",
-            f"Raise policy.budget.{limit} on the protected branch or train less.",
+            f"Raise policy.budget.{key} in params.yaml on the protected branch (git add params.yaml, then "
+            "'lineage change --reason …'), or train less (lineage propose -S train.max_steps=N).",
         )
 
 

@@ -1,8 +1,10 @@
 """Progress of long work (training, eval, hashing): a bar on a terminal, plain lines elsewhere.
 
-On a TTY the bar redraws in place with the rate and ETA; in CI, in a pipe or under `dvc repro`
-run by `lineage propose`, it prints a plain line at each tenth of the work instead, so logs
-stay readable. LINEAGE_PROGRESS=bar|plain|off overrides the choice.
+On a TTY the bar redraws in place with the rate, the ETA and the last loss; in CI or in a pipe it
+prints a plain line at each tenth of the work instead, so logs stay readable. Under `dvc repro` run
+by `lineage propose` (LINEAGE_PROGRESS=stream) it prints a line at most twice a second, which
+propose redraws in place as one bar when its own output is a terminal.
+LINEAGE_PROGRESS=bar|plain|stream|off overrides the choice.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, TextIO
 
 def _mode(stream: Any) -> str:
     forced = os.environ.get("LINEAGE_PROGRESS", "").strip().lower()
-    if forced in ("bar", "plain", "off"):
+    if forced in ("bar", "plain", "stream", "off"):
         return forced
     try:
         return "bar" if stream.isatty() else "plain"
@@ -46,6 +48,7 @@ class Progress:
         self._last_draw = 0.0
         self._last_tenth = -1
         self._closed = False
+        self._note = ""
 
     def rate(self) -> float:
         elapsed = self.clock() - self.started
@@ -61,7 +64,12 @@ class Progress:
         eta = self.eta()
         return (f"{self.label}: {self.done}/{self.total} {self.unit}{pct}, {self.rate():.1f} {self.unit}/s"
                 + (f", ETA {_clock(eta)}" if eta is not None and self.done < self.total else
-                   f", {_clock(self.clock() - self.started)}"))
+                   f", {_clock(self.clock() - self.started)}")
+                + (f", {self._note}" if self._note else ""))
+
+    def note(self, text: str) -> None:
+        """Show text after the counts (the last loss, say) from the next redraw on."""
+        self._note = text
 
     def update(self, done: int, total: int | None = None) -> None:
         if total:
@@ -77,6 +85,12 @@ class Progress:
                 bar = "#" * filled + "-" * (self.WIDTH - filled)
                 self.stream.write(f"\r[{bar}] {self.line()}\033[K")
                 self.stream.flush()
+            return
+        if self.mode == "stream":
+            now = self.clock()
+            if now - self._last_draw >= 0.5 or self.done >= self.total:
+                self._last_draw = now
+                print(self.line(), file=self.stream, flush=True)
             return
         tenth = 10 * self.done // self.total if self.total else 0
         if tenth > self._last_tenth:  # the first update, then each tenth of the work

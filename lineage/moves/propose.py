@@ -50,15 +50,27 @@ def _merge(dst: dict, src: dict) -> None:
             dst[k] = v
 
 
-def apply_overrides(root: Path, overrides: list[str]) -> None:
-    """Write -S key=value overrides into the candidate's params.yaml, validated first."""
+def overridden_params(root: Path, overrides: list[str]) -> dict | None:
+    """params.yaml with -S key=value overrides merged in, validated; None when there are none.
+
+    Raises:
+        ParamsError: an override names an unknown key or a bad value (a typo is caught here, before
+            any branch, log event or generation number is spent).
+    """
     if not overrides:
-        return
+        return None
     params = yaml.safe_load((root / "params.yaml").read_text()) or {}
     _merge(params, parse_overrides(overrides))
     Settings.from_dict(params)
     Policy.from_params(params)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def apply_overrides(root: Path, overrides: list[str]) -> None:
+    """Write -S key=value overrides into the candidate's params.yaml, validated first."""
+    params = overridden_params(root, overrides)
+    if params is not None:
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def propose(store, name: str = "a", overrides: list[str] | None = None, progress=None,
@@ -71,13 +83,14 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
         UsageError: a bad candidate name, or the candidate exists already.
         DirtyTreeError: the work tree has changes of its own.
     """
-    transaction.require_clean(store)
+    carried = transaction.require_clean(store, allow_outputs=True)
     done = journal.finished("propose", name=name, overrides=list(overrides or []), generation=generation)
     if done is not None:
         return done  # this very command was killed and recovery has just finished it
     if not re.fullmatch(r"[a-z0-9]+", name):
         raise UsageError(f"candidate name {name!r} must be lowercase letters or digits", "Use e.g. --name a.")
     root, repo = store.root, store.repo
+    overridden_params(root, overrides or [])  # refuse a typo in -S before anything is created
     tip = store.tip()
     parent_gen = refs.served_generation(tip) if tip is not None else None
     generation = generation or refs.next_generation(repo)  # a window's candidates share one number
@@ -98,7 +111,9 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
                                                          "overrides": list(overrides or [])})
             faults.point("propose:logged")
             if progress:
-                progress(f"{branch}: running the pipeline (dvc repro)")
+                progress(f"{branch}: running the pipeline (dvc repro)" + (
+                    "; it takes the outputs of the dvc repro you ran and re-runs only what changed"
+                    if carried else ""))
             run = dvc.repro(root, echo=progress)
             verdict, failed, criteria, composite, reason = _outcome(root, run)
             _log_run(store, generation, run.returncode == 0, verdict, failed, reason)
@@ -125,8 +140,12 @@ def _outcome(root: Path, run) -> tuple[str, list, list, float | None, str | None
     if run.returncode == 0:
         report = json.loads((root / "reports" / "gate.json").read_text())
         return report["verdict"], report["failed"], report["criteria"], report["composite"], None
-    lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith(("error:", "ERROR:"))]
-    reason = lines[-1][7:].strip() if lines else "the pipeline failed"
+    # The stage's own error line (run_stage prints "error: …") says why; DVC's "ERROR: failed to
+    # reproduce 'train': … exited with 1" only says which stage.
+    output = (run.stderr + run.stdout).splitlines()
+    ours = [ln.strip()[len("error:"):].strip() for ln in output if ln.strip().startswith("error:")]
+    dvcs = [ln.strip()[len("ERROR:"):].strip() for ln in output if ln.strip().startswith("ERROR:")]
+    reason = ours[-1] if ours else dvcs[-1] if dvcs else "the pipeline failed"
     failed = ["pipeline"]
     # Nothing the parent left behind may pass for this run's evidence.
     for stale in ("metrics.json", "reports/gate.json", "EVAL.md", "MODEL_CARD.md"):

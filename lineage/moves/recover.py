@@ -136,6 +136,14 @@ def unrecorded_promotions(store) -> list[str]:
 
 
 def repair(store) -> Repair:
-    """Recover interrupted commands and clear stale locks; report locks a live process holds."""
+    """Recover interrupted commands and clear stale locks; put main's files back after a refused git move;
+    report locks a live process holds and promotions lineage did not record."""
     notes = recover(store)
+    stray = transaction.stray_evidence(store)
+    if stray:
+        transaction.restore_evidence(store, stray)
+        note = (f"put {store.protected}'s own {', '.join(sorted({p.split('/')[0] for p in stray}))} back: a git "
+                "command the hook refused had left a candidate's files in the work tree (registered data kept)")
+        log.info("%s", note)
+        notes.append(note)
     return Repair(notes, describe_locks(store.root), unrecorded_promotions(store))

@@ -112,9 +112,17 @@ def generation_commit(repo, protected: str, generation: str):
     Never the lineage/gen tag alone: a new tag can point anywhere (a hub accepts new tags from whoever
     may push), so the protected branch's own first-parent history decides what was promoted.
 
+    An attempt's name (G002-a) gives that attempt's own commit.
+
     Raises:
         UsageError: no generation or candidate by that name.
     """
+    attempt = re.fullmatch(r"(G\d{3,})-([a-z0-9]+)", generation)
+    if attempt:
+        record = frozen_record(repo, attempt.group(1), attempt.group(2))
+        if record is None or not record.get("commit"):
+            raise UsageError(f"unknown attempt {generation}", "See 'lineage log' for every attempt.")
+        return git.peel_commit(repo, record["commit"])
     for gen, commit, kind in reversed(promoted_history(repo, protected)):
         if gen == generation and kind == "promotion":
             return commit
@@ -131,24 +139,42 @@ def frozen_record(repo, generation: str, name: str) -> dict | None:
     return None if ref is None else json.loads(repo[ref.target].message)
 
 
+def promotion_commits(repo, protected: str) -> dict[str, str]:
+    """generation -> the commit the protected branch promoted it as (its latest promotion)."""
+    return {gen: str(commit.id) for gen, commit, kind in promoted_history(repo, protected) if kind == "promotion"}
+
+
 def frozen_candidates(repo, protected: str) -> list[dict]:
-    """Every frozen candidate (pass or fail) from its tag's JSON, oldest generation first."""
-    gen_prefix, frozen_prefix = "refs/tags/" + GENERATION_TAG, "refs/tags/" + FROZEN_TAG
-    promoted, frozen = set(), []
-    for ref in git.refs_under(repo, "refs/tags/lineage/"):
-        if ref.name.startswith(gen_prefix):
-            promoted.add(ref.name[len(gen_prefix):])
-        elif ref.name.startswith(frozen_prefix):
-            frozen.append(ref.target)
+    """Every frozen candidate (pass or fail) from its tag's JSON, oldest generation first.
+
+    ``promoted`` is true for the one candidate whose commit the protected branch promoted (not for
+    every candidate of a promoted window); ``head`` marks the candidate whose generation main serves
+    now (after a rollback: the candidate that was promoted as the generation rolled back to).
+    """
+    promoted = promotion_commits(repo, protected)
+    promoted_ids = set(promoted.values())
     tip = git.tip(repo, protected)
-    head = served_generation(tip) if tip else None
+    served = promoted.get(served_generation(tip) or "") if tip else None
     rows = []
-    for target in frozen:
+    for ref in git.refs_under(repo, "refs/tags/" + FROZEN_TAG):
         try:
-            data = json.loads(repo[target].message)
+            data = json.loads(repo[ref.target].message)
         except (ValueError, AttributeError):
             continue
-        data["promoted"] = data.get("generation") in promoted
-        data["head"] = data.get("generation") == head and data["promoted"]
+        if not isinstance(data, dict):
+            continue
+        data["promoted"] = data.get("commit") in promoted_ids and data.get("verdict") == "PASS"
+        data["head"] = data["promoted"] and data.get("commit") == served
         rows.append(data)
     return sorted(rows, key=lambda r: (r.get("generation", ""), r.get("branch", "")))
+
+
+def rollbacks(repo, protected: str) -> list[dict]:
+    """Every rollback on the protected branch: from, to, reason, commit, time; oldest first."""
+    out = []
+    for _gen, commit, kind in promoted_history(repo, protected):
+        if kind == "rollback":
+            info = git.trailers(commit.message)
+            out.append({"from": info.get("Rollback-From"), "to": info.get("Rollback-To"), "reason": info.get("Reason"),
+                        "commit": str(commit.id), "time": commit.commit_time})
+    return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..adapters import dvc, git
 from ..core.errors import ArbiterRefusedError, DirtyTreeError, StoreError
-from . import ledger
+from . import ledger, refs
 from .locks import describe_locks, lasting_lock, work_tree_lock
 
 # What a pipeline run leaves in the work tree; dropped when a command goes home.
@@ -131,13 +131,71 @@ def pending_data(store) -> list[str]:
     return [p for p in git.work_tree_dirty(store.root) if is_pending_data(p)]
 
 
-def require_clean(store) -> None:
+# A generation's evidence: lineage never stages it on the protected branch, so evidence that differs
+# from main's in the index there was left by a git command the hook refused (git merge --ff-only
+# rewrites the work tree and the index before the ref move the hook then refuses).
+EVIDENCE = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/")
+
+
+def is_evidence(path: str) -> bool:
+    return path.startswith(EVIDENCE)
+
+
+def stray_evidence(store) -> list[str]:
+    """Paths a refused git move left staged on the checked-out protected branch.
+
+    Evidence staged there can only come from such a move; when it is a candidate's, every other
+    staged path holding that candidate's bytes (its params.yaml, say) came with it. Registered data
+    waiting for its candidate is never counted.
+    """
+    if not store.on_protected():
+        return []
+    staged = [p for p in git.staged_paths(store.root) if not is_pending_data(p)]
+    evidence = [p for p in staged if is_evidence(p)]
+    if not evidence:
+        return []
+    index = git.index_ids(store.root)
+    for ref in git.refs_under(store.repo, f"refs/heads/{refs.CANDIDATE_PREFIX}"):
+        commit = git.peel_commit(store.repo, ref.target)
+        if all(index.get(p) == git.entry_id(commit, p) for p in evidence):
+            return [p for p in staged if p in index and index[p] == git.entry_id(commit, p)] + \
+                [p for p in staged if p not in index]  # paths the candidate deleted
+    return evidence
+
+
+def restore_evidence(store, paths: list[str]) -> None:
+    """Put main's own evidence back in the index and work tree (pending data stays as it is)."""
+    head = store.tip()
+    present = [p for p in paths if head is not None and git.read_blob(store.repo, head, p) is not None]
+    absent = [p for p in paths if p not in present]
+    if present:
+        git.git(["checkout", "HEAD", "--", *present], cwd=store.root)
+    if absent:
+        git.git(["rm", "-q", "--cached", "-f", "--", *absent], cwd=store.root)
+        for path in absent:
+            (store.root / path).unlink(missing_ok=True)
+    dvc.checkout(store.root)
+
+
+def require_clean(store, allow_outputs: bool = False) -> list[str]:
     """Refuse a work tree with changes of its own (registered data waiting is not one).
 
+    allow_outputs: a pipeline run's outputs are not in the way (propose carries a `dvc repro` the
+    user ran into its candidate); returns them.
+
     Raises:
-        DirtyTreeError: naming the changed paths.
+        DirtyTreeError: naming the changed paths and, after a refused git move, the command that
+            puts main's files back.
     """
     with work_tree_lock(store.git_dir, exclusive=False):  # never mid-way through another command's checkout
         dirty = [p for p in git.work_tree_dirty(store.root) if not is_pending_data(p)]
-    if dirty:
+    stray = stray_evidence(store)
+    if stray:
+        err = DirtyTreeError(str(store.root), dirty)
+        err.hint = ("A git command the hook refused (git merge --ff-only, say) left a candidate's files in the "
+                    "work tree: run 'lineage repair' to put main's back.")
+        raise err
+    outputs = [p for p in dirty if p.startswith(PIPELINE_OUTPUTS)]
+    if dirty and not (allow_outputs and len(outputs) == len(dirty)):
         raise DirtyTreeError(str(store.root), dirty)
+    return outputs

@@ -15,9 +15,11 @@ from ..core.errors import LineageError
 from . import cli_admin, cli_arbiter, cli_exam, cli_loop, cli_record
 from .output import Output, out, table
 
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it; never 1, which means "gate rejected"
+
 
 class LineageGroup(click.Group):
-    """Turn every LineageError into one line plus a hint, with its exit code."""
+    """Turn every LineageError into one line plus a hint, with its exit code; Ctrl-C exits 130."""
 
     def invoke(self, ctx):
         try:
@@ -28,6 +30,10 @@ class LineageGroup(click.Group):
             out = (ctx.obj or {}).get("out") or Output()
             out.error(str(exc), exc.hint)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            out = (ctx.obj or {}).get("out") or Output()
+            out.error("interrupted", "Run 'lineage repair' if a command was cut off mid-way; it finishes or undoes it.")
+            sys.exit(INTERRUPTED)
 
 
 @click.group(cls=LineageGroup)
@@ -202,6 +208,26 @@ def change(ctx, reason: str) -> None:
 for _module in (cli_record, cli_admin, cli_loop, cli_exam, cli_arbiter):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
+
+
+def _json_anywhere(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        root = ctx.find_root()
+        if root.obj and root.obj.get("out") is not None:
+            root.obj["out"].as_json = True
+
+
+def _accept_json_after(group: click.Group) -> None:
+    """Let --json come after the subcommand too (`lineage log --json`), as it does before it."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_json_after(command)
+        elif not any("--json" in p.opts for p in command.params if isinstance(p, click.Option)):
+            command.params.append(click.Option(["--json"], is_flag=True, expose_value=False, is_eager=True,
+                                               callback=_json_anywhere, help="Print results as JSON."))
+
+
+_accept_json_after(cli)
 
 
 def main() -> None:

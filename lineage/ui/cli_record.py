@@ -14,7 +14,7 @@ from .output import out, table
               help="table of candidates; jsonl: the evolution log (evolution_log.jsonl); csv: lineage.csv.")
 @click.pass_context
 def log_cmd(ctx, fmt: str) -> None:
-    """The fossil record: every frozen candidate, pass or fail, HEAD marked."""
+    """The fossil record: every frozen candidate, pass or fail, and every rollback; HEAD marked."""
     from .. import api
 
     if fmt == "jsonl":
@@ -28,25 +28,57 @@ def log_cmd(ctx, fmt: str) -> None:
               "yes" if r["promoted"] else "", r.get("parent") or "base",
               "" if r.get("composite") is None else f'{r["composite"]:.4f}',
               ", ".join(r.get("failed") or []) or ""] for r in rows]
-    out(ctx).result(rows, table(cells, ["", "gen", "candidate", "verdict", "promoted", "parent", "score", "failed"])
-                    if rows else "no candidates yet: run 'lineage propose'")
+    rollbacks = api.rollbacks(".")
+    cells += [["", rb["to"], "rollback", "", "", rb["from"] or "", "", rb["reason"] or ""] for rb in rollbacks]
+    text = table(cells, ["", "gen", "candidate", "verdict", "promoted", "parent", "score", "failed / reason"]) \
+        if rows else "no candidates yet: run 'lineage propose'"
+    out(ctx).result(rows, text)
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
 
 
 @click.command()
 @click.argument("generation")
 @click.pass_context
 def show(ctx, generation: str) -> None:
-    """Manifest, metrics, verdict and model card of GENERATION."""
+    """GENERATION (G002: the one main promoted) or one attempt (G002-a): verdict, reason, metrics, card."""
     from .. import api
 
     v = api.show(generation, ".")
-    child = (v.metrics or {}).get("child") or {}
-    parent = (v.manifest or {}).get("parent") or {}
-    text = [f"{v.generation}  commit {v.commit[:12]}  verdict {v.verdict}",
-            f"parent: {parent.get('generation') or parent.get('kind')}  base: {(v.manifest or {}).get('base_model')}",
-            f"recall {child.get('recall')}  generalize {child.get('generalize')}  "
-            f"tone_drift {(v.metrics or {}).get('tone_drift')}  law_violations {child.get('law_violations')}",
-            f"weights {(v.train or {}).get('weights_sha256')}", "", v.card or "(no model card)"]
+    title = v.candidate.split("/", 1)[-1] if v.candidate else v.generation
+    state = ("served by main" if v.served else "promoted" if v.promoted else "not promoted")
+    text = [f"{title}  verdict {v.verdict}  ({state})  commit {v.commit[:12] if v.commit else '-'}"]
+    if v.reason:
+        text.append(f"reason: {v.reason}")
+    if v.failed:
+        text.append(f"failed: {', '.join(v.failed)}")
+    manifest = v.manifest or {}
+    parent = manifest.get("parent") or {}
+    text.append(f"parent: {v.parent or parent.get('generation') or parent.get('kind') or 'base'}  "
+                f"base model: {manifest.get('base_model') or '-'}")
+    if v.gate:
+        rows = [[c["name"], _num(c["observed"]), f'{c["op"]} {_num(c["threshold"])}', _num(c["parent"]),
+                 "n.a." if not c.get("applicable", True) else ("PASS" if c["passed"] else "FAIL")]
+                for c in v.gate.get("criteria") or []]
+        text.append(table(rows, ["criterion", "observed", "threshold", "parent", "result"]))
+    elif v.commit is None:
+        text.append("no evidence: the attempt ended before its run was committed")
+    if v.train:
+        t = v.train
+        text.append(f"training: {t.get('steps')} steps, {t.get('tokens')} tokens, {_num(t.get('wall_minutes'))} min, "
+                    f"final loss {_num(t.get('loss_final'))}, status {t.get('status')}")
+        text.append(f"weights {t.get('weights_sha256')}")
+    others = [f"{a['branch'].split('/', 1)[-1]} ({a['verdict']}{', promoted' if a['promoted'] else ''})"
+              for a in v.attempts if a.get("branch") != v.candidate]
+    if others:
+        text.append(f"other attempts at {v.generation}: {', '.join(others)}")
+    text += ["", v.card or "(no model card)"]
     out(ctx).result(v, "\n".join(text))
 
 
@@ -54,14 +86,16 @@ def show(ctx, generation: str) -> None:
 @click.option("--no-remote", is_flag=True, help="Do not ask the DVC remote whether everything is pushed.")
 @click.pass_context
 def status(ctx, no_remote: bool) -> None:
-    """HEAD generation, open candidates and remote sync."""
+    """HEAD generation, candidates awaiting a decision, the others, and remote sync."""
     from .. import api
 
     st = api.status(".", check_remote=not no_remote)
     out(ctx).result(st, "\n".join([
         f"{st.protected_branch} serves {st.head_generation or 'no generation yet'}"
         + (f" ({st.head_commit[:12]})" if st.head_commit else ""),
-        f"open candidates: {', '.join(st.open_candidates) or 'none'}",
+        f"open candidates (passed, promotable now): {', '.join(st.open_candidates) or 'none'}",
+        f"not promoted: {', '.join(st.not_promoted) or 'none'}",
+        f"work tree: {st.work_tree}",
         f"DVC remote: {st.remote_detail}"]))
 
 
@@ -77,23 +111,54 @@ def checkout(ctx, generation: str, dest: str | None) -> None:
     out(ctx).result({"generation": generation, "path": str(path)}, f"{generation} -> {path}")
 
 
+def _change(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:+.4f}" if isinstance(value, float) else f"{value:+d}"
+
+
+def _mark(c: dict) -> str:
+    if c.get("passed") is None:
+        return ""
+    if c.get("applicable") is False:
+        return "n.a."
+    return "✅" if c["passed"] else "❌"
+
+
 @click.command()
 @click.argument("a")
 @click.argument("b")
 @click.pass_context
 def diff(ctx, a: str, b: str) -> None:
-    """Compare generations A and B: metrics, params, data, weight change."""
+    """Compare A and B (generations or attempts): criteria against B's thresholds, training, data, params, weights."""
     from .. import api
 
     d = api.diff(a, b, ".")
-    lines = [f"{a} -> {b}"]
-    for section in ("metrics", "params"):
-        for key, v in d[section].items():
-            lines.append(f"  {section[:-1] if section == 'params' else 'metric'} {key}: {v['a']} -> {v['b']}")
-    lines.append(f"  data only in {b}: {', '.join(d['data']['only_in_b']) or 'none'}")
+    rows = [[c["name"], _num(c["a"]), _num(c["b"]), _change(c["change"]),
+             "" if c["op"] is None else f"{c['op']} {_num(c['threshold'])}", _mark(c)] for c in d["criteria"]]
+    lines = [f"{a} -> {b}", table(rows, ["criterion", a, b, "change", f"threshold ({b})", ""])]
+    if d["same_exam"] is False:
+        lines.append(f"note: {a} and {b} were judged on different probe sets (generalize asks about each one's "
+                     "new data), so their generalize scores are not the same exam")
+    ta, tb = d["training"]["a"], d["training"]["b"]
+    lines.append("training: " + ", ".join(f"{k} {_num(ta.get(k))} -> {_num(tb.get(k))}" for k in ta))
+    added = ", ".join(f"{x['delta']} ({x['records']} records)" for x in d["data_added"]) or "none"
+    lines.append(f"data added in {b}: {added}")
+    params = "; ".join(f"{k} {v['a']} -> {v['b']}" for k, v in d["params"].items()) or "none"
+    lines.append(f"params changed: {params}")
     w = d["weights"]
-    lines.append(f"  weights: {w['params_changed_pct']}% of parameters, {w['tensors_changed_pct']}% of tensors changed")
-    lines += [f"    {m['tensor']}: {m['relative_change']}" for m in w["most_changed"]]
+    if w.get("available"):
+        lines.append(f"weights: {w['layers_changed']} of {w['layers']} layers ({w['layers_changed_pct']}%), "
+                     f"{w['params_changed_pct']}% of parameters changed")
+        lines += [f"  {m['module']}: relative L2 change {m['relative_change']}" for m in w["most_changed"]]
+    else:
+        lines.append(f"weights: not compared ({w['why']})")
+    v = d["verdict"]
+    tail = f" ({', '.join(v['b_failed'])})" if v["b_failed"] else ""
+    lines.append(f"verdict: {a} {v['a']}{' (promoted)' if v['a_promoted'] else ''} -> {b} {v['b']}"
+                 f"{' (promoted)' if v['b_promoted'] else ''}{tail}")
+    if v["b_reason"]:
+        lines.append(f"reason: {v['b_reason']}")
     out(ctx).result(d, "\n".join(lines))
 
 

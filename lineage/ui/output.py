@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 
 import click
+
+PROGRESS_RE = re.compile(r"^\s*\w+: \d+/\d+ \w+ \(\d+%\)")
 
 
 class Output:
@@ -14,11 +17,24 @@ class Output:
 
     def __init__(self, as_json: bool = False, quiet: bool = False) -> None:
         self.as_json, self.quiet = as_json, quiet
+        self._drawing = False  # a progress line is on screen, to be redrawn in place
 
     def info(self, message: str) -> None:
-        """A progress or explanation line (stderr, silenced by --quiet and --json)."""
-        if not self.quiet and not self.as_json:
-            click.echo(message, err=True)
+        """A progress or explanation line (stderr, silenced by --quiet and --json).
+
+        On a terminal, a stage's progress line ("  train: 30/300 steps (10%), …") redraws the previous
+        one in place: one live bar per stage instead of a line per update.
+        """
+        if self.quiet or self.as_json:
+            return
+        if is_tty() and PROGRESS_RE.match(message):
+            click.echo("\r" + message.rstrip() + "\033[K", err=True, nl=False)
+            self._drawing = True
+            return
+        if self._drawing:
+            click.echo("", err=True)
+            self._drawing = False
+        click.echo(message, err=True)
 
     def result(self, value, text: str | None = None) -> None:
         """The command's result: JSON with --json, else the given text."""
