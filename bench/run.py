@@ -11,6 +11,10 @@ and writes bench/results/<case>.json; none is a pass/fail test):
                `lineage verify` vs `sha256sum` of the same files
     record     `lineage log/show/status` on 10,000 generations and 50,000 events vs `git log`
     storage    DVC cache growth per generation, full weights vs LoRA, against the model's size
+    arbiter    `lineage arbiter evaluate` of a candidate vs that candidate's training time
+    warm       `dvc repro` with stages forked from a warm server vs a process per stage
+    validity   the gate's confusion matrix: seven kinds of candidate per seed (one that earned main,
+               six that did not), each judged by `lineage arbiter evaluate` and `lineage promote`
 
 Usage: python bench/run.py [--only hooks,promotion] [--repeats N] [case options, see --help]
        e.g. make bench BENCH_ARGS="--only promotion --sizes 10M,1G,4G"
@@ -30,11 +34,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import arbiter  # noqa: E402
 import common  # noqa: E402
+import gate_validity  # noqa: E402
 import hooks  # noqa: E402
 import promotion_size  # noqa: E402
 import record_scale  # noqa: E402
 import storage  # noqa: E402
+import warm  # noqa: E402
 import window  # noqa: E402
 
 BIN = common.BIN
@@ -113,8 +120,12 @@ CASES = {
     "promotion": (promotion_size.add_arguments, promotion_size.run),
     "record": (record_scale.add_arguments, record_scale.run),
     "storage": (storage.add_arguments, storage.run),
+    "arbiter": (arbiter.add_arguments, arbiter.run),
+    "warm": (warm.add_arguments, warm.run),
+    "validity": (gate_validity.add_arguments, gate_validity.run),
 }
-ALIASES = {"promotion_size": "promotion", "record_scale": "record", "hook": "hooks", "verify": "promotion"}
+ALIASES = {"promotion_size": "promotion", "record_scale": "record", "hook": "hooks", "verify": "promotion",
+           "gate_validity": "validity"}
 
 
 def _headline(case: str, r: dict) -> str:
@@ -141,6 +152,10 @@ def _headline(case: str, r: dict) -> str:
     if case == "record":
         return "; ".join(f"{rd['state'].split(' (')[0]}: lineage log {rd['cases']['lineage log']['median_s']:.2f} s "
                          f"({rd['cases']['lineage log']['ratio_vs_git_log']:.1f}x git log)" for rd in r["rounds"])
+    if case == "validity":
+        return (f"false accepts {r['false_accepts']} of {r['expected_rejects_judged']} (target 0), false rejects "
+                f"{r['false_rejects']} of {r['expected_accepts_judged']} (target <= 1 in 25)"
+                + (" [TINY: harness check only]" if r["tiny"] else ""))
     return ""
 
 

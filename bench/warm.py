@@ -9,7 +9,7 @@ The server's own start-up (its one-off imports) is timed apart. The weights dige
 is compared: a warm run must train the same weights. Target: warm <= 0.5x cold for this tiny store
 (the imports of torch, transformers and TRL dominate its stages).
 
-Usage: python bench/warm.py [--warm-repeats N] [--keep]
+Usage: python bench/warm.py [--warm-repeats N] [--warm-keep]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("warm")
     g.add_argument("--warm-repeats", type=int, default=3, metavar="N",
                    help="dvc repro runs per variant (default 3)")
-    g.add_argument("--keep", action="store_true", help="keep the scratch store")
+    g.add_argument("--warm-keep", action="store_true", help="keep the scratch store")
 
 
 def _weights(store: Path) -> str:
@@ -42,7 +42,7 @@ def _weights(store: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    scratch = common.scratch_dir(NAME, args.keep)
+    scratch = common.scratch_dir(NAME, args.warm_keep)
     base = Path(scratch.name if hasattr(scratch, "name") else scratch)
     common.isolate(base / "env")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> dict:
     result = {"cold": common.summary(cold), "warm": common.summary(warm), "ratio": ratio,
               "server_start_s": server_start, "same_weights": len(digests) == 1, "target_ratio": TARGET_RATIO}
     common.write_result(NAME, result)
-    if not args.keep and hasattr(scratch, "cleanup"):
+    if not args.warm_keep and hasattr(scratch, "cleanup"):
         common.rmtree(base)
     return result
 

@@ -123,7 +123,9 @@ def test_show_status_and_diff_read_the_record(store):
     shown = json.loads(lineage(store, "--json", "show", "G000").stdout)
     assert shown["verdict"] == "PASS" and shown["manifest"]["parent"]["kind"] == "scratch"
     st = json.loads(lineage(store, "--json", "status").stdout)
-    assert st["head_generation"] == "G000" and "candidates/G001-a" in st["open_candidates"]
+    # G001-a failed: it is not open (awaiting a decision) but listed, with its verdict, as not promoted
+    assert st["head_generation"] == "G000" and "candidates/G001-a" not in st["open_candidates"]
+    assert "candidates/G001-a (FAIL)" in st["not_promoted"]
     d = json.loads(lineage(store, "--json", "diff", "G000", "G002").stdout)
     assert d["data"]["only_in_b"] == ["d001-era1"]
     assert 0 < d["weights"]["params_changed_pct"] <= 100
