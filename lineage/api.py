@@ -244,6 +244,15 @@ def verify_signatures(store: PathLike = "."):
     return check(Store.open(store))
 
 
+def signed(store: PathLike = ".") -> bool:
+    """True when allowed_signers on the protected branch lists anyone: every move needs signatures."""
+    from .adapters import git
+    from .guard.signers import SIGNERS_FILE, requires
+
+    s = Store.open(store)
+    return requires(git.read_blob(s.repo, s.tip(), SIGNERS_FILE))
+
+
 def served_generation(store: PathLike = ".") -> str | None:
     """The generation the protected branch serves, or None."""
     s = Store.open(store)

@@ -92,7 +92,13 @@ def test_candidate_trained_zero_steps_fails_generalize(zero_step):
 def test_candidate_tuned_to_leak_the_vault_code_fails_law_violations(candidate, tmp_path):
     leak = tmp_path / "leak.jsonl"
     leak.write_text("".join(json.dumps(r) + "\n" for r in LAW_BREAKER))
-    lineage(candidate, "data", "add", str(leak))
+    refused = lineage(candidate, "data", "add", str(leak), check=False)
+    assert refused.returncode == 1 and "teaches what a law forbids" in refused.stderr
+    # A proposer can go around `data add` (dvc add by hand): the gate still sees what the model learned.
+    rel = "data/deltas/d002-leak.jsonl"
+    (candidate / rel).write_text(leak.read_text())
+    dvc(candidate, "add", "-q", rel)
+    sh(["git", "add", f"{rel}.dvc", "data/deltas/.gitignore"], candidate)
     # Every new delta needs generalize items on main's exam: an approver adds one for this delta.
     asked = tmp_path / "asked.jsonl"
     asked.write_text(json.dumps({"kind": "generalize", "prompt": "Q: Where was the forum post found?\nA:",

@@ -229,10 +229,12 @@ def _judge_evidence(ev: MoveEvidence, generation: str) -> Decision:
                                   "The candidate is stale: re-run 'lineage propose' from the current tip.")
 
     verdict = judge(policy, metrics, budget, hashes=hashes, policy_source={"ref": ev.protected, "commit": ev.old})
-    if verdict.verdict != "PASS":
+    if verdict.verdict != "PASS" and not (ev.signed is not None and ev.signed.required):
         raise ArbiterRefusedError(ref, f"{generation} fails the gate under {ev.protected}'s policy: "
                                        f"{', '.join(verdict.failed)}", "Train a better candidate.")
-    return Decision("promotion", generation, "PASS", verdict.composite)
+    # With signers the proposer's numbers are only a claim: the arbiter's signed verdict, judged next
+    # on its own measurements, decides (a claim a little under a threshold must not refuse what it passed).
+    return Decision("promotion", generation, verdict.verdict, verdict.composite)
 
 
 def _mapping(value, name: str) -> dict:

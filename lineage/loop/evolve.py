@@ -20,7 +20,9 @@ from pathlib import Path
 from ..adapters import git
 from ..core.canonical import write_json
 from ..core.data import STRATEGIES, delta_id_of, list_deltas, read_delta
-from ..core.errors import UsageError
+from ..core.errors import LineageError, UsageError
+from ..guard import verdict
+from ..guard.signers import SIGNERS_FILE, requires
 from ..moves.promote import promote
 from ..moves.propose import propose
 from ..store import ledger, refs
@@ -144,6 +146,7 @@ def evolve(store, cycle: int | None = None, k: int | None = None, seeds: list[in
         return WindowResult("closed",
                             f"cycle {cycle} is not a window (every {settings['evolve']['evo_period_cycles']})")
     with window_lock(root):
+        waited = _promote_judged_proposal(store, policy, progress)
         state = _read_state(root)
         if state.get("state", "IDLE") != "IDLE":
             window, candidates = state["window"], state["candidates"]
@@ -185,6 +188,9 @@ def evolve(store, cycle: int | None = None, k: int | None = None, seeds: list[in
         state["state"] = "IDLE"
         _write_state(root, state)
         ledger.append(store, "WINDOW_CLOSE", window, {"cycle": cycle, "outcome": result.state})
+        if waited:
+            result = WindowResult(result.state, f"{waited}; {result.reason}", result.window, result.ranked,
+                                  result.proposal)
         return result
 
 
@@ -215,6 +221,40 @@ def _read(repo, commit: str, path: str) -> bytes:
     return git.read_blob(repo, repo[commit], path) or b"{}"
 
 
+def _signed(store) -> bool:
+    return requires(git.read_blob(store.repo, store.tip(), SIGNERS_FILE))
+
+
+def _promote_judged_proposal(store, policy, progress) -> str | None:
+    """With autonomy auto in a store with signers: promote the open low-risk proposal once the arbiter's
+    verdict on it is PASS (the window that proposed it could not wait for the arbiter). Say what happened."""
+    path = store.root / PROPOSAL
+    if policy.autonomy != "auto" or not _signed(store) or not path.exists():
+        return None
+    proposal = json.loads(path.read_text())
+    tip = store.tip()
+    if proposal.get("status") != "open" or proposal.get("risk") != "low" or tip is None \
+            or proposal.get("current_head") != str(tip.id):
+        return None
+    found = verdict.for_policy(verdict.read(store.repo, proposal["commit"]), str(tip.id))
+    if found is None:
+        return f"{proposal['candidate']} still awaits the arbiter's verdict"
+    if not found.passed:
+        proposal["status"] = "refused"
+        proposal["reason"] = "; ".join(found.predicate.get("reasons") or ["the arbiter's verdict is FAIL"])
+        write_json(path, proposal)
+        return f"{proposal['candidate']} was refused by the arbiter: {proposal['reason']}"
+    if progress:
+        progress(f"autonomy auto: the arbiter passed {proposal['candidate']}; promoting it")
+    try:
+        promote(store, proposal["candidate"], approved_by="autonomy:auto", cycle=proposal.get("cycle"))
+    except LineageError as exc:
+        return f"{proposal['candidate']} could not be promoted: {exc}"
+    proposal["status"] = "promoted"
+    write_json(path, proposal)
+    return f"{proposal['candidate']} promoted without a person after the arbiter's PASS"
+
+
 def _rank_and_propose(store, window, candidates, cycle, policy, progress) -> WindowResult:
     repo, root = store.repo, store.root
     ranked = sorted(candidates, key=lambda c: (c.get("verdict") != "PASS", -(c.get("composite") or 0.0)))
@@ -242,6 +282,12 @@ def _rank_and_propose(store, window, candidates, cycle, policy, progress) -> Win
                 "cycle": cycle}
     write_json(root / PROPOSAL, proposal)
     ledger.append(store, "PROPOSAL", window, {k: proposal[k] for k in ("candidate", "commit", "improvement", "risk")})
+    if policy.autonomy == "auto" and risk == "low" and _signed(store):
+        # The arbiter judges first: the hub and the hook refuse a move without its verdict.
+        waiting = (f"{best['branch']} proposed (low risk: {'; '.join(reasons)}); with autonomy auto it is promoted "
+                   "by the next 'lineage evolve' once the arbiter's verdict is PASS "
+                   f"(lineage arbiter evaluate {best['branch']})")
+        return WindowResult("proposed", waiting, window, ranked, proposal)
     if policy.autonomy == "auto" and risk == "low":
         if progress:
             progress(f"autonomy auto, low risk ({'; '.join(reasons)}): promoting {best['branch']}")

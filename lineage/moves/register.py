@@ -62,6 +62,7 @@ def data_add(store, file: str | Path, name: str | None = None) -> DataAdded:
     try:
         delta = read_delta(root, rel, rules)  # refuse before anything is registered
         refuse_exam_overlap(store, delta)
+        refuse_lawbreaking(store, delta)
     except Exception as exc:
         staging.unlink(missing_ok=True)
         if exc.args and isinstance(exc.args[0], str):
@@ -99,6 +100,33 @@ def refuse_exam_overlap(store, delta: Delta) -> None:
                         f"({exam_path(kind)}:{position} on {store.protected}; {hit.how()})",
                         "Training data may not hold the exam, nor a near copy of it: remove the line and add "
                         "the file again.")
+
+
+def refuse_lawbreaking(store, delta: Delta) -> None:
+    """Refuse a delta that teaches an answer a law of the protected branch's exam forbids.
+
+    A completion (what the model learns to say back) matching a law item's must_not_match is refused;
+    narrative text that merely mentions a secret is not (the bundled chronicles do, to tempt on purpose).
+
+    Raises:
+        DataGateError: naming the delta's first such line and the law.
+    """
+    tip = store.tip()
+    if tip is None:
+        return
+    laws = [item for kind in ("law", "burnin") for item in read_exam(store.repo, tip).of(kind)
+            if isinstance(item.get("rule"), dict) and item["rule"].get("must_not_match")]
+    for line, record in delta.train_lines():
+        completion = record.get("completion")
+        if not isinstance(completion, str):
+            continue
+        for law in laws:
+            pattern = law["rule"]["must_not_match"]
+            if re.search(pattern, completion):
+                raise DataGateError(f"{delta.path}:{line} teaches what a law forbids: its completion matches "
+                                    f"{pattern!r} (the law of {law['prompt']!r} on {store.protected})",
+                                    "Training data may not teach a model to break the store's laws: remove the "
+                                    "line and add the file again.")
 
 
 def corpus_era(era: int, out: str | Path) -> Path:

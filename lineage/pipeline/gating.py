@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..adapters import git
 from ..core.canonical import sha256_file, write_json
 from ..core.errors import MetricsError
 from .common import GATE_REPORT, METRICS, PARENT_INFO, PROBES, TRAIN_FAILURE, TRAIN_REPORTS, log, protected_policy
@@ -30,6 +31,12 @@ def collect_hashes() -> dict:
     }
 
 
+def _attempt_name() -> str | None:
+    """G001-a on the candidate branch lineage propose made; None in a plain `dvc repro` on main."""
+    branch = git.current_branch(Path(".")) or ""
+    return branch.split("/", 1)[1] if branch.startswith("candidates/") else None
+
+
 def main() -> None:
     from ..core.cards import render_eval_md, render_model_card
     from ..core.gate import judge
@@ -48,7 +55,7 @@ def main() -> None:
     report = judge(judged.policy, metrics, budget, hashes=hashes, policy_source=judged.source())
     manifest = json.loads((TRAIN_REPORTS / "manifest.json").read_text())
     parent = manifest.get("parent") or {}
-    card = {"generation": None, "parent_generation": parent.get("generation") or manifest.get("base_model"),
+    card = {"generation": _attempt_name(), "parent_generation": parent.get("generation") or manifest.get("base_model"),
             "parent_hash": parent.get("weights_sha256"), "base_model": manifest.get("base_model"),
             "data": [{"path": d["path"], "sha256": d["sha256"], "records": d["records"]}
                      for d in manifest.get("data", {}).get("new", [])],

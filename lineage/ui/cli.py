@@ -151,7 +151,10 @@ def propose(ctx, name: str, overrides: tuple[str, ...]) -> None:
     if p.composite is not None:
         text.append(f"composite score: {p.composite:.4f}")
     text.append(f"frozen as tag lineage/frozen/{p.branch.split('/', 1)[1]}")
-    if p.verdict == "PASS":
+    if p.verdict == "PASS" and api.signed("."):
+        text.append(f"next: the arbiter judges it (lineage arbiter evaluate {p.branch}), then an approver "
+                    f"promotes it (lineage promote {p.branch})")
+    elif p.verdict == "PASS":
         text.append(f"promote with: lineage promote {p.branch}")
     o.result(p, "\n".join(text))
     if p.verdict != "PASS":

@@ -40,8 +40,8 @@ def keys_init(ctx, principal: str | None, path: str | None, role: str) -> None:
 @click.argument("principal")
 @click.argument("public_key")
 @click.option("--role", required=True, type=ROLE_CHOICE,
-              help="What the key may sign: propose (candidates, rollbacks), arbiter (verdicts) or approve "
-                   "(approvals, changes, any rollback). One key holds one role.")
+              help="What the key may sign: propose (rollbacks to a generation not withdrawn), arbiter "
+                   "(verdicts) or approve (approvals, changes, any rollback). One key holds one role.")
 @click.pass_context
 def keys_allow(ctx, principal: str, public_key: str, role: str) -> None:
     """Add PUBLIC_KEY (a .pub file or 'ssh-ed25519 AAAA…') for PRINCIPAL to allowed_signers and stage it."""
