@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lineage.core.cards import DIFFERS, render_eval_md, render_model_card
+from lineage.adapters.cards import render as render_card
+from lineage.core.cards import DIFFERS, card_metadata, render_card_body, render_eval_md
 from lineage.core.errors import MetricsError
 from lineage.core.gate import Criterion, GateReport, composite, judge, load_gate_report
 from lineage.core.metrics import BudgetUsed, EvalMetrics, ModelScores, load_eval_metrics
@@ -292,24 +293,49 @@ def test_eval_md_warns_when_candidate_policy_differs_and_shows_na():
     assert "| n.a. |" in md and "first generation: no parent voice to keep" in md
 
 
+def render_model_card(report, m, manifest) -> str:
+    """MODEL_CARD.md as the gate stage writes it: core's data through huggingface_hub."""
+    return render_card(card_metadata(report, m, manifest), render_card_body(report, m, manifest))
+
+
 def _front(card: str) -> tuple[dict, str]:
     _, front, body = card.split("---\n", 2)
     return yaml.safe_load(front), body
 
 
-def test_model_card_front_matter():
+def _load(tmp_path, card: str):
+    from huggingface_hub import ModelCard
+
+    path = tmp_path / "MODEL_CARD.md"
+    path.write_text(card)
+    return ModelCard.load(path).data
+
+
+def test_model_card_loads_in_huggingface_hub_with_its_fields(tmp_path):
     report, m = _report()
-    meta, body = _front(render_model_card(report, m, MANIFEST))
-    assert meta["base_model"] == "Qwen/Qwen2.5-0.5B"
-    assert meta["base_model_relation"] == "finetune"  # merged LoRA is a finetune, not an adapter
-    assert meta["tags"] == ["lineage"]
-    results = meta["model-index"][0]["results"][0]
-    assert {x["type"]: x["value"] for x in results["metrics"]} == {
-        "recall": 0.93, "generalize": 0.85, "tone_drift": 0.021, "law_violations": 0}
-    meta, _ = _front(render_model_card(report, m, {**MANIFEST, "weights_kind": "adapter"}))
-    assert meta["base_model_relation"] == "adapter"
-    meta, _ = _front(render_model_card(report, m, {**MANIFEST, "base_model": "/models/llama"}))
-    assert "base_model" not in meta  # a local path is not a Hub id
+    manifest = {**MANIFEST, "store": "luna", "license": "apache-2.0", "exam_digest": "sha256:" + "f" * 64}
+    data = _load(tmp_path, render_model_card(report, m, manifest))
+    assert data.model_name == "luna/G013-a"
+    assert data.base_model == "luna/G012"  # the parent generation, named as its own card names it
+    assert data.base_model_relation == "finetune"  # merged LoRA is a finetune, not an adapter
+    assert (data.license, data.library_name, data.pipeline_tag) == ("apache-2.0", "transformers", "text-generation")
+    assert data.datasets == ["data/era1.jsonl"] and data.tags == ["lineage"]
+    results = {r.metric_type: r for r in data.eval_results}
+    assert {k: r.metric_value for k, r in results.items() if not k.startswith("budget.")} == {
+        "recall": 0.93, "generalize": 0.85, "tone_drift": 0.021, "law_violations": 0,
+        "recall[d000-era0]": 0.95, "recall[d001-era1]": 0.9}  # one result per criterion
+    assert {r.dataset_revision for r in data.eval_results} == {"sha256:" + "f" * 64}
+    assert results["recall"].metric_args["threshold"] == pytest.approx(0.87)
+    assert "budget.status" not in results  # not a number
+
+
+def test_model_card_base_model_of_a_first_generation(tmp_path):
+    first = _metrics_with("parent_is_generation", False)
+    report, m = _report(first)
+    data = _load(tmp_path, render_model_card(report, m, {**MANIFEST, "store": "luna", "weights_kind": "adapter"}))
+    assert data.base_model == "Qwen/Qwen2.5-0.5B" and data.base_model_relation == "adapter"
+    data = _load(tmp_path, render_model_card(report, m, {**MANIFEST, "base_model": "/models/llama"}))
+    assert data.base_model is None and data.get("base_model_relation") is None  # a local path is not a Hub id
 
 
 def test_model_card_six_bullets_and_regressions():
@@ -317,7 +343,7 @@ def test_model_card_six_bullets_and_regressions():
     report, m = _report(worse)
     card = render_model_card(report, m, MANIFEST)
     _, body = _front(card)
-    bullets = [line for line in card.splitlines() if line.startswith("- ")]
+    bullets = [line for line in body.splitlines() if line.startswith("- ")]
     assert [b.split(":**")[0] for b in bullets] == [
         "- **Parent", "- **Data added", "- **Deltas", "- **Risks", "- **Known regressions", "- **Hashes"]
     text = dict(b[4:].split(":** ", 1) for b in bullets)
@@ -332,7 +358,7 @@ def test_model_card_handles_a_sparse_manifest():
     report, m = _report()
     card = render_model_card(report, m, {})
     meta, body = _front(card)
-    assert "base_model" not in meta and meta["model-index"][0]["name"] == "unknown"
+    assert "base_model" not in meta and meta["model-index"][0]["name"] == "unknown/unknown"
     assert "- **Parent:** unknown" in body and "- **Data added:** unknown" in body
     assert "- **Known regressions:** none" in body
 

@@ -144,9 +144,9 @@ def public(key: Path) -> str:
 
 def test_init_with_a_signing_key_lists_it_as_the_first_approver_only(signed):
     text = (signed["final"] / "allowed_signers").read_text()
-    assert f'test@lineage.invalid namespaces="lineage-approve" {public(signed["alice"])}' in text
-    assert f'loop@lineage.invalid namespaces="lineage-propose" {public(signed["loop"])}' in text
-    assert f'{ARBITER} namespaces="lineage-arbiter" {public(signed["arbiter"])}' in text
+    assert f'test@lineage.invalid namespaces="lineage-approve,git" {public(signed["alice"])}' in text
+    assert f'loop@lineage.invalid namespaces="lineage-propose,git" {public(signed["loop"])}' in text
+    assert f'{ARBITER} namespaces="lineage-arbiter,git" {public(signed["arbiter"])}' in text
     assert git(signed["final"], "log", "--reverse", "--format=%s", "--", "allowed_signers").splitlines()[0] == \
         "lineage: init store"
 
@@ -294,7 +294,7 @@ def test_a_rollback_without_a_permitted_signature_is_refused_and_moves_nothing(f
     assert code == 1 and "no signing key is configured" in err and "hint: Run 'lineage keys init'" in err
     code, _, err = lineage(final, "rollback", "--to", "G001", "--reason", "back", key=signed["mallory"], check=False)
     assert code == 1 and "may not roll back under allowed_signers" in err
-    assert 'namespaces="lineage-approve" ssh-ed25519' in err  # the line an approver would add
+    assert 'namespaces="lineage-approve,git" ssh-ed25519' in err  # the line an approver would add
     code, _, err = lineage(final, "rollback", "--to", "G001", "--reason", "back", key=signed["arbiter"], check=False)
     assert code == 1 and "may not roll back under allowed_signers on main (it holds the arbiter role)" in err
     # G001 was rolled back away from: the proposer may not bring it back alone; an approver may
@@ -336,7 +336,7 @@ def test_allowed_signers_changes_only_with_an_approvers_signature(final, signed)
     assert code == 1 and "may not approve under allowed_signers on main (it holds the propose role)" in err
     assert git(final, "rev-parse", "main") == before
     lineage(final, "change", "--reason", "mallory may propose", key=signed["alice"])
-    assert "mallory@lineage.invalid namespaces=\"lineage-propose\"" in (final / "allowed_signers").read_text()
+    assert "mallory@lineage.invalid namespaces=\"lineage-propose,git\"" in (final / "allowed_signers").read_text()
     code, out, first = verify_signatures(final)
     assert code == 0, out
     assert any(ln.startswith("signed  change ") and "change signed by test@lineage.invalid" in ln
@@ -393,15 +393,15 @@ def test_keys_init_creates_one_key_and_a_new_store_adopts_it_as_approver(tmp_pat
     assert code == 0, err
     key = Path(out.split()[1])
     assert key.is_file() and key.name == "signing_key" and ".config/lineage" in str(key)
-    assert 'allowed_signers line: ops@lineage.invalid namespaces="lineage-approve" ssh-ed25519 ' in out
+    assert 'allowed_signers line: ops@lineage.invalid namespaces="lineage-approve,git" ssh-ed25519 ' in out
     assert "--role approve" in out
     again = run_cli("keys", "init", "--role", "arbiter", cwd=tmp_path)[1]
     assert again.startswith(f"kept {key}") and out.split()[2] == again.split()[2]  # same fingerprint
-    assert 'namespaces="lineage-arbiter"' in again
+    assert 'namespaces="lineage-arbiter,git"' in again
     code, out, err = run_cli("init", tmp_path / "luna", cwd=tmp_path)
     assert code == 0 and "allowed_signers" in out, err
     listed = (tmp_path / "luna" / "allowed_signers").read_text()
-    assert f'namespaces="lineage-approve" {" ".join(Path(str(key) + ".pub").read_text().split()[:2])}' in listed
+    assert f'namespaces="lineage-approve,git" {" ".join(Path(str(key) + ".pub").read_text().split()[:2])}' in listed
 
 
 def test_keys_allow_refuses_something_that_is_not_a_key(store):

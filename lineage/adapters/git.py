@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import LineageError, NotAStoreError, StoreError
+from . import ssh
 
 PROTECTED_KEY = "lineage.protectedBranch"
 DEFAULT_PROTECTED = "main"
@@ -289,9 +290,22 @@ def update_refs(cwd: str | Path, updates: list[tuple[str, str, str | None]]) -> 
     return git(["update-ref", "--stdin"], cwd=cwd, check=False, input=lines)
 
 
-def make_tag_object(cwd: str | Path, name: str, commit: str, message: str, env: dict | None = None) -> str:
-    """An annotated tag object for commit, written without its ref (the ref moves in a transaction)."""
-    body = f"object {commit}\ntype commit\ntag {name}\ntagger {committer_ident(cwd, env)}\n\n{message}\n"
+def make_tag_object(cwd: str | Path, name: str, commit: str, message: str, env: dict | None = None,
+                    when: int | None = None, signing_key: Path | None = None) -> str:
+    """An annotated tag object for commit, written without its ref (the ref moves in a transaction).
+
+    when: date the tag no earlier than this Unix time. signing_key: sign it as `git tag -s` does with
+    gpg.format=ssh (an SSH signature in the `git` namespace appended to the tag), so `git verify-tag`
+    checks it.
+    """
+    ident = committer_ident(cwd, env)
+    person, _, stamp = ident.rpartition("> ")
+    seconds, _, zone = stamp.partition(" ")
+    if when is not None and seconds.isdigit() and int(seconds) < when:
+        ident = f"{person}> {when} {zone}"
+    body = f"object {commit}\ntype commit\ntag {name}\ntagger {ident}\n\n{message}\n"
+    if signing_key is not None:
+        body += ssh.sign(signing_key, body.encode(), "git")
     return _out(["mktag"], cwd, input=body)
 
 
@@ -361,9 +375,12 @@ def write_tree(cwd: str | Path) -> str:
     return _out(["write-tree"], cwd)
 
 
-def commit_tree(cwd: str | Path, tree: str, parent: str, message: str, env: dict | None = None) -> str:
-    """A commit object on parent, written without moving any ref."""
-    return _out(["commit-tree", tree, "-p", parent, "-F", "-"], cwd, env=env, input=message)
+def commit_tree(cwd: str | Path, tree: str, parent: str, message: str, env: dict | None = None,
+                signing_key: Path | None = None) -> str:
+    """A commit object on parent, written without moving any ref; SSH-signed by git with signing_key."""
+    sign = ["-c", "gpg.format=ssh", "-c", f"user.signingKey={signing_key}"] if signing_key else []
+    return _out([*sign, "commit-tree", tree, "-p", parent, *(["-S"] if signing_key else []), "-F", "-"], cwd,
+                env=env, input=message)
 
 
 def checkout(cwd: str | Path, branch: str, create_from: str | None = None, force: bool = False) -> None:

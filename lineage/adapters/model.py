@@ -15,6 +15,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>", "unk_token": "<|unk|>"}
+# A chat template in the bundled corpus's own question-and-answer form ("Q: …\nA: …"), so a chat request
+# (a list of messages) to `pipeline("text-generation")` or `transformers serve` asks the model as it was
+# trained; the prompt always ends at "A:", where the assistant's answer follows.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}{{ 'Q: ' + m['content'] + '\\nA:' }}"
+    "{% elif m['role'] == 'assistant' %}{{ ' ' + m['content'] + eos_token + '\\n' }}"
+    "{% else %}{{ m['content'] + '\\n' }}{% endif %}"
+    "{% endfor %}"
+)
+
+
+def ensure_chat_template(tok) -> None:
+    """Give a tokenizer lineage's chat template unless it has one of its own (a real model's is kept)."""
+    if not getattr(tok, "chat_template", None):
+        tok.chat_template = CHAT_TEMPLATE
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
@@ -31,6 +47,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
     )
     tok.train_from_iterator(sorted(set(texts)), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
+    ensure_chat_template(fast)
     fast.save_pretrained(out_dir)
     return fast
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import BudgetExceededError, ParamsError
+from .model import ensure_chat_template
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -389,6 +390,7 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
     if out_dir.exists():
         shutil.rmtree(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
+    ensure_chat_template(tok)  # a generation answers chat requests (a parent made before templates had none)
     tok.save_pretrained(out_dir)
     result.output_mb = _dir_mb(out_dir)
     result.wall_minutes = spent + (time.monotonic() - started) / 60

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, TypeGuard
 
-import yaml
-
 from .canonical import digest_obj
 from .gate import EPS, Criterion, GateReport
 from .metrics import EvalMetrics
@@ -83,13 +81,12 @@ def render_eval_md(report: GateReport, metrics: EvalMetrics) -> str:
 
 
 # --- model card ---------------------------------------------------------------------------
+# The card's metadata is plain data here; adapters/cards.py hands it to huggingface_hub's
+# ModelCardData and EvalResult, which write the YAML (core stays free of the library).
 
-
-class _IndentDumper(yaml.SafeDumper):
-    """Indent list items under their key, so the card body holds the only top-level bullets."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        return super().increase_indent(flow, False)
+LIBRARY = "transformers"
+PIPELINE_TAG = "text-generation"
+EXAM_DATASET = {"dataset_type": "lineage-exam", "dataset_name": "lineage exam"}
 
 
 def _hub_id(base: object) -> str | None:
@@ -101,27 +98,59 @@ def _hub_id(base: object) -> str | None:
     return base
 
 
-def _front_matter(report: GateReport, metrics: EvalMetrics, manifest: dict[str, Any]) -> str:
-    ch = metrics.child
-    meta: dict[str, Any] = {}
-    base = _hub_id(manifest.get("base_model"))
+def model_name(manifest: dict[str, Any]) -> str:
+    """'store/G001-a': the store's model name and the attempt (or 'unknown' for either)."""
+    store = manifest.get("store") or UNKNOWN
+    return f"{store}/{manifest.get('generation') or UNKNOWN}"
+
+
+def _base_model(metrics: EvalMetrics, manifest: dict[str, Any]) -> str | None:
+    # A generation's base is its parent generation, named as that generation's own card names it
+    # (store/G000); the first generation's base is the configured model when it has a Hub id.
+    if metrics.parent_is_generation and manifest.get("parent_generation") and manifest.get("store"):
+        return f"{manifest['store']}/{manifest['parent_generation']}"
+    return _hub_id(manifest.get("base_model"))
+
+
+def _eval_results(report: GateReport, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """One result per numeric criterion, on the exam named by its digest."""
+    revision = manifest.get("exam_digest") or report.hashes.get("probes") or UNKNOWN
+    out = []
+    for c in report.criteria:
+        if not _numeric(c.observed):
+            continue
+        out.append({"task_type": PIPELINE_TAG, "task_name": "lineage gate", **EXAM_DATASET,
+                    "dataset_revision": str(revision), "metric_type": c.name, "metric_name": c.name,
+                    "metric_value": c.observed,
+                    "metric_args": {"op": c.op, "threshold": c.threshold, "parent": c.parent,
+                                    "applicable": c.applicable, "passed": c.passed}})
+    return out
+
+
+def card_metadata(report: GateReport, metrics: EvalMetrics, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The card's metadata as plain data, in huggingface_hub's ModelCardData field names.
+
+    eval_results holds EvalResult keyword arguments; `datasets` are the deltas this generation added.
+    """
+    manifest = manifest if isinstance(manifest, dict) else {}
+    meta: dict[str, Any] = {"model_name": model_name(manifest)}
+    base = _base_model(metrics, manifest)
     if base:
         meta["base_model"] = base
         # Merged LoRA or full weights are a finetune; only shipped adapter weights are an adapter.
         meta["base_model_relation"] = "adapter" if manifest.get("weights_kind") == "adapter" else "finetune"
+    if manifest.get("license"):
+        meta["license"] = manifest["license"]
+    meta["library_name"] = LIBRARY
+    meta["pipeline_tag"] = PIPELINE_TAG
+    data = manifest.get("data")
+    data = data if isinstance(data, list) else []
+    paths = [str(d["path"]) for d in data if isinstance(d, dict) and d.get("path")]
+    if paths:
+        meta["datasets"] = paths
     meta["tags"] = ["lineage"]
-    values = [("recall", ch.recall), ("generalize", ch.generalize),
-              ("tone_drift", metrics.tone_drift), ("law_violations", ch.law_violations)]
-    meta["model-index"] = [{
-        "name": str(manifest.get("generation") or UNKNOWN),
-        "results": [{
-            "task": {"type": "text-generation", "name": "lineage gate evaluation"},
-            "dataset": {"type": "lineage-probes", "name": "lineage probes"},
-            "metrics": [{"type": k, "name": k, "value": v} for k, v in values],
-        }],
-    }]
-    body = yaml.dump(meta, Dumper=_IndentDumper, sort_keys=False, allow_unicode=True)
-    return f"---\n{body}---\n"
+    meta["eval_results"] = _eval_results(report, manifest)
+    return meta
 
 
 def _parent(metrics: EvalMetrics, manifest: dict[str, Any]) -> str:
@@ -198,8 +227,8 @@ def _hashes(report: GateReport) -> str:
     return "; ".join(parts)
 
 
-def render_model_card(report: GateReport, metrics: EvalMetrics, manifest: dict[str, Any]) -> str:
-    """MODEL_CARD.md: Hugging Face front matter, then exactly six bullets."""
+def render_card_body(report: GateReport, metrics: EvalMetrics, manifest: dict[str, Any]) -> str:
+    """MODEL_CARD.md's Markdown under the metadata: a title, one line, then exactly six bullets."""
     manifest = manifest if isinstance(manifest, dict) else {}
     gen = manifest.get("generation") or UNKNOWN
     method = manifest.get("method") or UNKNOWN
@@ -213,7 +242,7 @@ def render_model_card(report: GateReport, metrics: EvalMetrics, manifest: dict[s
         ("Known regressions", _regressions(report)),
         ("Hashes", _hashes(report)),
     ]
-    lines = [_front_matter(report, metrics, manifest), f"# {gen}", "",
+    lines = ["", f"# {gen}", "",
              f"A generation of a lineage store, trained with method `{method}` "
              f"(finetune `{finetune}`, seed {seed}). Gate verdict: **{report.verdict}**.", ""]
     lines += [f"- **{k}:** {v}" for k, v in bullets]

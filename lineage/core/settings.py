@@ -64,6 +64,9 @@ SCHEMA: dict[str, Any] = {
         "max_new_tokens": (int, 16, None),
         "batch_size": (int, 32, None),
     },
+    "card": {
+        "license": (str, "apache-2.0", None),
+    },
 }
 POSITIVE = {"seed": False}
 SECTIONS_ELSEWHERE = {"policy"}  # parsed by lineage.policy

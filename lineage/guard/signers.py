@@ -26,9 +26,12 @@ from typing import TypeGuard
 
 from ..adapters import git, ssh
 from ..core.errors import UsageError
+from ..store.keys import KEY_ENV as KEY_ENV
+from ..store.keys import default_key_path as default_key_path
+from ..store.keys import signing_key as signing_key
 
 SIGNERS_FILE = "allowed_signers"
-KEY_ENV = "LINEAGE_SIGNING_KEY"
+GIT_NAMESPACE = "git"  # what `git tag -s` / `git commit -S` sign in with gpg.format=ssh
 ROLES = {"propose": "lineage-propose", "arbiter": "lineage-arbiter", "approve": "lineage-approve"}
 # The roles whose key may sign each attested action (the first that a key holds signs).
 ACTION_ROLES = {"approve": ("approve",), "change": ("approve",), "rollback": ("propose", "approve")}
@@ -38,26 +41,6 @@ VERB = {"approve": "approve", "change": "approve", "rollback": "roll back"}
 def namespace(role: str) -> str:
     """The signature namespace of a role."""
     return ROLES[role]
-
-
-def default_key_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "lineage" / "signing_key"
-
-
-def signing_key(root: str | Path | None = None) -> Path | None:
-    """The configured signing key: $LINEAGE_SIGNING_KEY, git's lineage.signingKey, the default file."""
-    configured, source = os.environ.get(KEY_ENV), KEY_ENV
-    if not configured and root is not None:
-        configured, source = git.config_get(root, "lineage.signingKey") or "", "git config lineage.signingKey"
-    if configured:
-        path = Path(configured).expanduser()
-        if not path.is_file():
-            raise UsageError(f"{source} names {configured}, which is not a file",
-                             "Point it at an SSH private key (or an agent key's .pub), or run 'lineage keys init'.")
-        return path
-    path = default_key_path()
-    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -102,8 +85,12 @@ def _is_key_type(token: str) -> bool:
 
 
 def signer_line(principal: str, public: str, roles=("approve",)) -> str:
-    """An allowed_signers line giving principal's key the roles (lineage writes one role a line)."""
-    return f'{principal} namespaces="{",".join(ROLES[r] for r in roles)}" {public}'
+    """An allowed_signers line giving principal's key the roles (lineage writes one role a line).
+
+    The key is allowed git's own namespace too, so this file serves as git's gpg.ssh.allowedSignersFile:
+    `git verify-tag` checks the tags lineage signs with it (no lineage role is a `git` signature).
+    """
+    return f'{principal} namespaces="{",".join([*(ROLES[r] for r in roles), GIT_NAMESPACE])}" {public}'
 
 
 def principal_for(signers: bytes | None, public: str) -> str | None:

@@ -20,7 +20,7 @@ from ..core.exam import EXAM_DIR, KINDS, exam_path, parse_items
 from ..core.policy import Policy
 from ..core.settings import Settings
 from ..guard.attest import attest
-from ..store import ledger
+from ..store import keys, ledger
 
 # Registered data waits staged for its candidate: never part of an approved change.
 PENDING_DATA = ("data/deltas/*.dvc", "data/deltas/.gitignore")
@@ -113,7 +113,8 @@ def commit_paths_attested(store, paths: list[str], message: str, action: str) ->
     """
     tip = store.tip()
     old = str(tip.id)
-    new = git.commit_tree(store.root, git.tree_with_staged(store.repo, tip, paths), old, message, store.env())
+    new = git.commit_tree(store.root, git.tree_with_staged(store.repo, tip, paths), old, message, store.env(),
+                          signing_key=keys.signing_key(store.root))  # git's own signature too (verify-commit)
     attest(store, new, action)
     git.update_ref(store.root, store.protected_ref, new, old, reason=f"lineage {action}: {message.splitlines()[0]}")
     return new

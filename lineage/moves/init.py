@@ -14,6 +14,7 @@ from ..core.policy import Policy
 from ..core.settings import Settings, load_yaml
 from ..guard.hook import install
 from ..guard.signers import SIGNERS_FILE, adopt
+from ..store import registry
 from ..store.root import identity_env
 
 TEMPLATE_FILES = ("dvc.yaml", "params.yaml", "stages/parent.py", "stages/prepare.py", "stages/train.py",
@@ -45,10 +46,18 @@ def default_remote(root: Path) -> Path:
     return root.parent / f"{root.name}.dvc-remote"
 
 
+def _is_lineages(name: str, text: str) -> bool:
+    """A file init wrote: the template itself (dvc.yaml: with the model's artifacts section init adds)."""
+    template = template_text(name)
+    if name == "dvc.yaml" and text.startswith(template) and text != template:
+        return registry.declared_name(text[len(template):]) is not None
+    return text == template
+
+
 def _refuse_conflicts(root: Path) -> None:
     for name in TEMPLATE_FILES:
         target = root / name
-        if name != "params.yaml" and target.exists() and target.read_text() != template_text(name):
+        if name != "params.yaml" and target.exists() and not _is_lineages(name, target.read_text()):
             raise InitConflictError(str(root), f"an existing {name} differs from lineage's",
                                     f"Move {name} away (or merge lineage's stages into it by hand) and run init again.")
 
@@ -100,7 +109,9 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(template_text(name))
+        # The model is a DVC artifact from the first commit on: GTO reads tags only where dvc.yaml declares it.
+        extra = registry.artifacts_yaml(registry.name_for(root.name)) if name == "dvc.yaml" else ""
+        target.write_text(template_text(name) + extra)
         created.append(name)
     params = load_yaml(root / "params.yaml")  # a user's own params.yaml must still be valid
     Settings.from_dict(params)
@@ -127,6 +138,8 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
     # A ref moved after a promotion must survive a power cut: fsync objects and refs (git >= 2.36).
     for key, value in FSYNC.items():
         repo.config[key] = value
+    # `git verify-tag` / `git verify-commit` check lineage's git signatures against the store's signers.
+    repo.config["gpg.ssh.allowedSignersFile"] = str(root / SIGNERS_FILE)
     if not has_commits:
         git.point_head(root, protected_branch)
 

@@ -19,7 +19,7 @@ from ..core.errors import ArbiterRefusedError
 from ..guard.arbiter import ApprovalMissingError, Decision, check_signed_move
 from ..guard.attest import attest
 from ..guard.signers import SIGNERS_FILE, roles_of, signing_key
-from ..store import journal, ledger, refs, transaction
+from ..store import journal, ledger, refs, registry, transaction
 from ..store.journal import Operation
 from ..store.locks import work_tree_lock
 from .burnin import run_burn_in
@@ -82,6 +82,7 @@ def promote(store, candidate: str, approved_by: str | None = None, cycle: int | 
             message = json.dumps({"generation": decision.generation, "commit": new, "previous": old,
                                   "approved_by": approved_by})
             updates.append((f"refs/tags/{tag}", transaction.make_tag(store, tag, new, message), None))
+        updates += registry.promotion_tags(store, decision.generation, new)  # GTO: version and prod stage
         with work_tree_lock(store.git_dir, exclusive=True):
             try:
                 # compare-and-swap: git refuses if the tip moved since we read it (a racing promoter).
@@ -138,6 +139,7 @@ def _record_plain_git_promotion(store, candidate: str, new: str, approved_by, cy
                               "approved_by": approved_by})
         updates: list[tuple[str, str, str | None]] = [
             (tag, transaction.make_tag(store, tag[len("refs/tags/"):], new, message), None)]
+        updates += registry.promotion_tags(store, generation, new)
         transaction.move_refs(store, updates, "COMMIT", decision.generation,
                               {"old": parent, "new": new, "ref": store.protected, "approved_by": approved_by,
                                "cycle": cycle, "recorded_after": "a plain git move"})

@@ -9,7 +9,7 @@ from ..core import faults
 from ..core.errors import ArbiterRefusedError, IntegrityError, UsageError
 from ..guard.arbiter import check_signed_move
 from ..guard.attest import attest
-from ..store import journal, refs, transaction, weights
+from ..store import journal, refs, registry, transaction, weights
 from ..store.locks import work_tree_lock
 
 # What a rollback restores from the generation it names (evidence only, never code or policy).
@@ -84,7 +84,9 @@ def rollback(store, reason: str, to: str | None = None, cycle: int | None = None
         check_signed_move(repo, old, commit, store.protected)  # the hook judges again; this says why, with a hint
         with work_tree_lock(store.git_dir, exclusive=True):
             try:
-                transaction.move_refs(store, [(store.protected_ref, commit, old)], "ROLLBACK", to,
+                # GTO: the prod stage goes back to the restored generation's version
+                updates = [(store.protected_ref, commit, old), *registry.rollback_tags(store, to)]
+                transaction.move_refs(store, updates, "ROLLBACK", to,
                                       {"from": current, "to": to, "reason": reason, "commit": commit, "cycle": cycle})
             except transaction.RefMovedError as exc:
                 raise ArbiterRefusedError(store.protected_ref, f"the protected branch moved while rolling back "

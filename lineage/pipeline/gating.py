@@ -8,7 +8,17 @@ from pathlib import Path
 from ..adapters import git
 from ..core.canonical import sha256_file, write_json
 from ..core.errors import MetricsError
-from .common import GATE_REPORT, METRICS, PARENT_INFO, PROBES, TRAIN_FAILURE, TRAIN_REPORTS, log, protected_policy
+from .common import (
+    GATE_REPORT,
+    METRICS,
+    PARENT_INFO,
+    PREPARED,
+    PROBES,
+    TRAIN_FAILURE,
+    TRAIN_REPORTS,
+    log,
+    protected_policy,
+)
 
 
 def probes_digest(directory: Path = PROBES) -> str:
@@ -37,10 +47,19 @@ def _attempt_name() -> str | None:
     return branch.split("/", 1)[1] if branch.startswith("candidates/") else None
 
 
+def _exam_digest() -> str | None:
+    """The digest of the exam prepare read from the protected branch (what the card's results are on)."""
+    summary = PREPARED / "summary.json"
+    return json.loads(summary.read_text()).get("exam", {}).get("digest") if summary.is_file() else None
+
+
 def main() -> None:
-    from ..core.cards import render_eval_md, render_model_card
+    from ..adapters import cards
+    from ..core.cards import card_metadata, render_card_body, render_eval_md
     from ..core.gate import judge
     from ..core.metrics import load_budget_used, load_eval_metrics
+    from ..core.settings import Settings
+    from ..store.registry import model_name
 
     # Remove any earlier verdict first: an error below must not leave a PASS lying around.
     for path in (GATE_REPORT, Path("EVAL.md"), Path("MODEL_CARD.md")):
@@ -60,9 +79,10 @@ def main() -> None:
             "data": [{"path": d["path"], "sha256": d["sha256"], "records": d["records"]}
                      for d in manifest.get("data", {}).get("new", [])],
             "method": manifest.get("method"), "finetune": manifest.get("finetune"), "seed": manifest.get("seed"),
-            "weights_kind": "full"}
+            "weights_kind": "full", "store": model_name(Path.cwd()),
+            "license": Settings.load()["card"]["license"], "exam_digest": _exam_digest()}
     write_json(GATE_REPORT, report.to_dict())
     Path("EVAL.md").write_text(render_eval_md(report, metrics))
-    Path("MODEL_CARD.md").write_text(render_model_card(report, metrics, card))
+    cards.write("MODEL_CARD.md", card_metadata(report, metrics, card), render_card_body(report, metrics, card))
     log.info("gate: %s (composite %.4f)%s", report.verdict, report.composite,
              f"; failed: {', '.join(report.failed)}" if report.failed else "")

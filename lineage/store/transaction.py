@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..adapters import dvc, git
 from ..core.errors import ArbiterRefusedError, DirtyTreeError, StoreError
-from . import ledger, refs
+from . import keys, ledger, refs
 from .locks import describe_locks, lasting_lock, work_tree_lock
 
 # What a pipeline run leaves in the work tree; dropped when a command goes home.
@@ -71,9 +71,14 @@ def move_refs(store, updates: list[tuple[str, str, str | None]], event: str, gen
     raise StoreError(f"could not append {event} to {ledger.LOG_REF}: it kept moving", "Run again.")
 
 
-def make_tag(store, name: str, commit: str, message: str) -> str:
-    """An annotated tag object for commit, written without its ref (the ref moves in a transaction)."""
-    return git.make_tag_object(store.root, name, commit, message, store.env())
+def make_tag(store, name: str, commit: str, message: str, when: int | None = None) -> str:
+    """An annotated tag object for commit, written without its ref (the ref moves in a transaction).
+
+    With a signing key configured the tag is signed as `git tag -s` signs (gpg.format=ssh), so
+    `git verify-tag` checks it against an allowed-signers file that allows the key the `git` namespace.
+    """
+    return git.make_tag_object(store.root, name, commit, message, store.env(), when=when,
+                               signing_key=keys.signing_key(store.root))
 
 
 def sync_work_tree(store, old: str, new: str) -> None:
