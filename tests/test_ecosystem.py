@@ -128,3 +128,21 @@ def test_git_verifies_generation_and_registry_tags_and_the_approved_change(world
     assert f'Good "git" signature for {APPROVER}' in proc.stderr
     assert "no signature found" in git(store, *verify, "verify-tag", "lineage/gen/G000", check=False).stderr
     assert git(store, "config", "gpg.ssh.allowedSignersFile").stdout.strip().endswith(f"{os.sep}allowed_signers")
+
+
+# ---------------------------------------------------------------- DVC plots
+
+
+def test_dvc_plots_show_renders_in_a_browser_with_no_network(store, tmp_path):
+    from lineage.adapters.browser import browser_args, find_browser
+
+    sh([VENV_BIN / "dvc", "plots", "show", "-o", tmp_path / "plots"], store)
+    page = (tmp_path / "plots" / "index.html").read_text()
+    assert "vegaEmbed(" in page and "<script src" not in page  # vega travels inside the page
+    try:
+        browser = find_browser()
+    except Exception:
+        pytest.fail("no headless Chromium on PATH: apt-get install chromium (make test installs it as root)")
+    dom = sh([*browser_args(browser, str(tmp_path / "profile")), "--virtual-time-budget=10000", "--dump-dom",
+              (tmp_path / "plots" / "index.html").as_uri()], tmp_path, timeout=120).stdout
+    assert dom.count('class="marks"') >= 2  # vega drew the loss curve and DVCLive's metrics

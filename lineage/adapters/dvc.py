@@ -142,6 +142,11 @@ def init(root: Path, cache_types: str) -> None:
     dvc(["config", "cache.type", cache_types], cwd=root)
 
 
+def config_set(root: Path, key: str, value: str) -> None:
+    """A DVC setting in .dvc/config (shared through git)."""
+    dvc(["config", key, value], cwd=root)
+
+
 def set_default_remote(root: Path, url: str, local: bool) -> None:
     """The default remote 'origin' (local=True: in .dvc/config.local, not shared through git)."""
     dvc(["remote", "add", *(["--local"] if local else []), "-f", "-d", "origin", url], cwd=root)

@@ -22,6 +22,7 @@ TEMPLATE_FILES = ("dvc.yaml", "params.yaml", "stages/parent.py", "stages/prepare
 GITIGNORE = ["/models/", "/.lineage/", "/reports/train_failure.json", "__pycache__/"]
 FIRST_DELTA = "data/deltas/d000-era0.jsonl"
 CACHE_TYPES = "reflink,hardlink,symlink,copy"
+PLOTS_PAGE = ".dvc/plots/offline.html"  # plots.html_template, relative to .dvc/
 FSYNC = {"core.fsync": "objects,reference", "core.fsyncMethod": "fsync"}
 
 
@@ -124,9 +125,16 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
         ignore.write_text("\n".join(lines + missing) + "\n")
         created.append(".gitignore")
 
-    if not (root / ".dvc").is_dir():
+    new_dvc = not (root / ".dvc").is_dir()
+    if new_dvc:
         created.append(".dvc")
     dvc.init(root, CACHE_TYPES)
+    if new_dvc:  # an existing store keeps its DVC config (a change to it would be an approved change)
+        # `dvc plots show` renders offline: DVC's own page loads vega from a CDN, this one carries it.
+        (root / PLOTS_PAGE).parent.mkdir(parents=True, exist_ok=True)
+        (root / PLOTS_PAGE).write_text(template_text("plots.html"))
+        dvc.config_set(root, "plots.html_template", str(Path(PLOTS_PAGE).relative_to(".dvc")))
+        created.append(PLOTS_PAGE)
     remote_url = remote or str(default_remote(root))
     if "://" not in remote_url:
         # A local path only means something on this machine: keep it out of the shared config.
