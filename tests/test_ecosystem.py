@@ -146,3 +146,47 @@ def test_dvc_plots_show_renders_in_a_browser_with_no_network(store, tmp_path):
     dom = sh([*browser_args(browser, str(tmp_path / "profile")), "--virtual-time-budget=10000", "--dump-dom",
               (tmp_path / "plots" / "index.html").as_uri()], tmp_path, timeout=120).stdout
     assert dom.count('class="marks"') >= 2  # vega drew the loss curve and DVCLive's metrics
+
+
+# ---------------------------------------------------------------- lm-evaluation-harness
+
+
+def test_eval_writes_the_gates_numbers_in_lm_eval_results_format(store):
+    results = json.loads(git(store, "show", "lineage/gen/G001:reports/eval/lm_eval_results.json").stdout)
+    metrics = json.loads(git(store, "show", "lineage/gen/G001:metrics.json").stdout)
+    assert {k: v["acc,none"] for k, v in results["results"].items()} == \
+        {"lineage_recall": metrics["child"]["recall"], "lineage_generalize": metrics["child"]["generalize"]}
+    assert results["n-samples"]["lineage_recall"]["effective"] > 0 and results["config"]["model"] == "hf"
+    try:  # lm-eval's own table reads it where lm-eval is installed (bench/lm_eval_compare.py; not a dependency)
+        from lm_eval.utils import make_table
+    except ImportError:
+        return
+    assert "lineage_generalize" in make_table(results)
+
+
+# ---------------------------------------------------------------- the hub's share (refspecs and the tag check)
+
+
+def test_registry_tags_travel_by_their_refspecs_and_forged_ones_are_refused(store, tmp_path):
+    import pygit2
+
+    from lineage.adapters.git import make_tag_object
+    from lineage.store import registry
+
+    bare = tmp_path / "hub.git"
+    sh(["git", "init", "-q", "--bare", bare], tmp_path)
+    git(store, "push", "-q", str(bare), *registry.tag_refspecs(store))
+    assert {"refs/tags/luna@v1.0.0", "refs/tags/luna#prod#3"} <= {
+        line.split()[1] for line in git(store, "ls-remote", str(bare)).stdout.splitlines()}
+    repo, tip = pygit2.Repository(str(store)), git(store, "rev-parse", "main").stdout.strip()
+    for ref in ("refs/tags/luna@v0.0.0", "refs/tags/luna@v1.0.0", "refs/tags/luna#prod#2", "refs/tags/luna#prod#3"):
+        assert registry.check_tag(repo, ref, None, str(repo.references[ref].target), tip) is None, ref
+    forged = make_tag_object(store, "luna@v9.0.0", tip, "forged")  # main's tip is a rollback: no version
+    assert "does not name the commit" in registry.check_tag(repo, "refs/tags/luna@v9.0.0", None, forged, tip)
+    wrong = make_tag_object(store, "luna@v0.0.0", world_commit(store, "G001"), "G001 as v0.0.0")
+    assert "does not name the commit" in registry.check_tag(repo, "refs/tags/luna@v0.0.0", None, wrong, tip)
+    stage = make_tag_object(store, "luna#prod#9", tip, "prod on the rollback commit")
+    assert "not a prod stage" in registry.check_tag(repo, "refs/tags/luna#prod#9", None, stage, tip)
+    old = str(repo.references["refs/tags/luna#prod#3"].target)
+    assert "never moved or deleted" in registry.check_tag(repo, "refs/tags/luna#prod#3", old, stage, tip)
+    assert "never moved or deleted" in registry.check_tag(repo, "refs/tags/luna#prod#3", old, "0" * 40, tip)

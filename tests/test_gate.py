@@ -369,3 +369,15 @@ def test_model_card_flags_narrow_passes_only_for_scores():
     assert risks == "- **Risks:** recall passed within 0.01 of its threshold"
     report, m = _report()
     assert "- **Risks:** none flagged by the gate" in render_model_card(report, m, MANIFEST)
+
+
+def test_lm_eval_results_carry_the_childs_choice_accuracies_per_task():
+    from lineage.core.lmeval import lm_eval_results
+
+    out = lm_eval_results(METRICS, {"recall": 36, "generalize": 12, "tone": 4}, "models/child", "sha256:" + "f" * 64)
+    assert out["results"] == {
+        "lineage_recall": {"alias": "lineage_recall", "acc,none": 0.93, "acc_stderr,none": "N/A"},
+        "lineage_generalize": {"alias": "lineage_generalize", "acc,none": 0.85, "acc_stderr,none": "N/A"}}
+    assert out["n-samples"]["lineage_generalize"] == {"original": 12, "effective": 12}
+    assert out["configs"]["lineage_recall"]["dataset_revision"] == "sha256:" + "f" * 64
+    assert lm_eval_results(METRICS, {}, "m")["results"] == {}  # no items, no task

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core.canonical import write_json
 from ..core.errors import MetricsError
+from ..core.lmeval import lm_eval_results
 from .common import CHILD_DIR, EVAL_REPORTS, METRICS, PARENT_DIR, PARENT_INFO, PROBES, log
 
 
@@ -106,6 +107,9 @@ def main() -> None:
         "".join(json.dumps(v, sort_keys=True) + "\n" for v in measured.violations))
     write_json(EVAL_REPORTS / "probes.json", measured.probes)
     write_json(EVAL_REPORTS / "weight_change.json", measured.weight_change)
+    # the same scores in lm-evaluation-harness's results format, for the tools that read it
+    write_json(EVAL_REPORTS / "lm_eval_results.json",
+               lm_eval_results(metrics, {k: len(v) for k, v in probes.items()}, str(CHILD_DIR)))
     write_json(METRICS, metrics)
     child, parent = metrics["child"], metrics["parent"]
     log.info("eval: child recall %.3f generalize %.3f laws %d | parent recall %.3f generalize %.3f | "

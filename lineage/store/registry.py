@@ -135,3 +135,48 @@ def rollback_tags(store, generation: str) -> list[tuple[str, str, None]]:
         return []
     return [_tag(store, f"{name}#{STAGE}#{_next_counter(repo, name)}", commit,
                  f"Assigning stage {STAGE} to artifact {name} version {version}", _not_before(repo, name))]
+
+
+# ---------------------------------------------------------------- travelling to and guarded by the hub
+
+
+def tag_refspecs(root: Path) -> list[str]:
+    """The refspecs that carry the model's GTO tags (`lineage push` / `pull` add them to their own)."""
+    name = model_name(root)
+    return [f"refs/tags/{name}@*:refs/tags/{name}@*", f"refs/tags/{name}#*:refs/tags/{name}#*"]
+
+
+def is_registry_tag(ref: str, name: str) -> bool:
+    return ref.startswith((f"refs/tags/{name}@", f"refs/tags/{name}#"))
+
+
+def check_tag(repo, ref: str, old: str | None, new: str | None, main_tip: str | None) -> str | None:
+    """Why the hub must refuse this update of a GTO tag of the model main declares, or None (gather + judge).
+
+    Like lineage's own tags: never moved or deleted, annotated; a version tag `<name>@vN.0.0` points
+    at the commit main promoted as GNNN; a `prod` stage tag points at a commit some version tag of the
+    same push or before names (GTO reads the stage's version from its commit).
+    """
+    zero = {None, "0" * 40}
+    if old not in zero:
+        return "registry tags are never moved or deleted" if new != old else None
+    if new in zero or main_tip is None:
+        return None
+    if not git.is_annotated_tag(repo, new):
+        return "registry tags are annotated tags, as GTO and lineage write them"
+    name = declared_name(git.read_blob(repo, git.peel_commit(repo, main_tip), "dvc.yaml"))
+    label = ref[len(f"refs/tags/{name}"):] if name and is_registry_tag(ref, name) else ""
+    commit = str(git.peel_commit(repo, new).id)
+    promoted = {}  # commit -> the generation main promoted there (rollbacks promote nothing)
+    for c in git.first_parent_history(repo, git.peel_commit(repo, main_tip).id):
+        info = git.trailers(c.message)
+        if "Generation" in info and "Rollback-To" not in info and "Approved-Change" not in info:
+            promoted[str(c.id)] = info["Generation"]
+    if label.startswith("@"):
+        generation = promoted.get(commit)
+        if generation is None or label != f"@{version_of(generation)}":
+            return f"{ref[len('refs/tags/'):]} does not name the commit main promoted as that version"
+        return None
+    if label.startswith(f"#{STAGE}#") and commit in promoted:
+        return None
+    return f"{ref[len('refs/tags/'):]} is not a {STAGE} stage of a generation main promoted"
