@@ -206,8 +206,9 @@ class Store:
         import pygit2
         import yaml
 
+        from lineage.adapters import cards
         from lineage.core.canonical import canonical_json, digest_bytes, digest_obj
-        from lineage.core.cards import render_eval_md, render_model_card
+        from lineage.core.cards import card_metadata, render_card_body, render_eval_md
         from lineage.core.gate import judge
         from lineage.core.metrics import BudgetUsed, EvalMetrics
         from lineage.core.policy import Policy
@@ -248,7 +249,8 @@ class Store:
                          for d in manifest.get("data", {}).get("new", [])],
                 "method": manifest.get("method"), "finetune": manifest.get("finetune"), "seed": manifest.get("seed"),
                 "weights_kind": "full"}
-        eval_md, card_md = render_eval_md(report, em).encode(), render_model_card(report, em, card).encode()
+        card_md = cards.render(card_metadata(report, em, card), render_card_body(report, em, card)).encode()
+        eval_md = render_eval_md(report, em).encode()
         parent_json = pretty({"base_model": manifest.get("base_model"), "commit": str(tip.id),
                               "deltas_seen": manifest.get("deltas_seen", []), "dvc_md5": parent["md5"],
                               "generation": parent["generation"], "kind": "generation",
