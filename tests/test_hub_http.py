@@ -30,8 +30,12 @@ from conftest import (
     trained_g000,
 )
 
-pytestmark = pytest.mark.skipif(not (shutil.which("lighttpd") or os.path.exists("/usr/sbin/lighttpd")),
-                                reason="lighttpd is not installed (apt-get install lighttpd; `make test` does it)")
+
+@pytest.fixture(scope="module", autouse=True)
+def web_server():
+    """These tests need the real web server; `make test` installs it where it can (root with apt-get)."""
+    if not (shutil.which("lighttpd") or os.path.exists("/usr/sbin/lighttpd")):
+        pytest.fail("lighttpd is not installed: apt-get install lighttpd (as root), then run the tests again")
 
 TINY = relaxed_tiny(10, 5, eval={"max_new_tokens": 4})  # test_roles' recipe: the same G000, built once per run
 G001 = "candidates/G001-a"
@@ -213,6 +217,29 @@ def test_lineage_clone_of_a_served_hub_gives_a_store_that_verifies(served, world
     verified = lineage(dest, "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert lineage(dest, "pull").returncode == 0
+
+
+def test_arbiter_watch_judges_over_a_served_hub_with_its_own_credentials(world, served, store, tmp_path):
+    keys, home = world["keys"], tmp_path / "arbiter-home"
+    # the arbiter's sealed exam pinned on main (an approved change), then a candidate on top of it
+    lineage(store, "arbiter", "init", "--home", home)
+    lineage(store, "change", "--reason", "pin the arbiter's sealed exam")
+    assert "candidates/G002-b" in lineage(store, "propose", "--name", "b", env=as_role(keys, "propose"),
+                                           check=False).stdout
+    sh(["git", "push", "-q", served.as_user("ada"), "main", "refs/lineage/log"], store)  # the approver's change
+    git(store, "remote", "set-url", "hub", served.as_user("loop"))
+    lineage(store, "push")  # then the proposer's candidate
+    judge = lineage(tmp_path, "clone", served.as_user("judge"), tmp_path / "arbiter")
+    assert judge.returncode == 0
+    watched = lineage(tmp_path / "arbiter", "arbiter", "watch", served.as_user("judge"), "--once", "--home", home,
+                      env=as_role(keys, "arbiter")).stdout
+    candidate = git(store, "rev-parse", "candidates/G002-b")
+    assert f"-> refs/lineage/verdicts/{candidate} pushed to {served.url.replace('http://', 'http://judge:***@')}" \
+        in watched, watched
+    assert PASSWORD not in watched
+    assert git(served.hub, "rev-parse", f"refs/lineage/verdicts/{candidate}")
+    log = lineage(tmp_path, "hub", "log", served.hub).stdout
+    assert any(" judge " in ln and " accepted " in ln and candidate in ln for ln in log.splitlines()), log
 
 
 # ---------------------------------------------------------------- bad input: one line each, nothing moved

@@ -69,7 +69,8 @@ def init(path: str | Path, protected_branch: str = "main", store=None, name: str
          dvc_remote: str | None = None) -> HubInit:
     """Create a bare hub for a store with signers: the arbiter in its pre-receive hook, its root pinned.
 
-    dvc_remote: the DVC remote the hub advertises to clones (None: none yet; 'lineage hub dvc-remote').
+    dvc_remote: the DVC remote the hub advertises to clones, kept in its config as lineage.dvcRemote
+    (None: none yet; 'lineage hub dvc-remote').
 
     Raises:
         UsageError: not in a store, or the store's protected branch lists no one in allowed_signers.
@@ -92,8 +93,8 @@ def init(path: str | Path, protected_branch: str = "main", store=None, name: str
                        ("receive.fsckObjects", "true"), (ROOT_KEY, root_commit)):
         git.config_set(hub, key, value)
     install_hooks(hub)
-    if dvc_remote:
-        advertise(hub, dvc_remote)
+    if dvc_remote:  # published on refs/lineage/hub when the hub is served ('lineage hub serve')
+        git.config_set(hub, DVC_KEY, dvc_remote)
     git.set_remote(store.root, name, str(hub))
     return HubInit(str(hub), protected_branch, name)
 

@@ -1,8 +1,10 @@
 """`lineage clone URL DIR`: a working store from a hub in one command.
 
-The hub advertises its DVC remote on ``refs/lineage/hub`` (a commit whose message is JSON, written by
-'lineage hub init --dvc-remote' or 'lineage hub dvc-remote'): over HTTP a client cannot read the bare
-repository's config, but it can fetch a ref, with the same credentials as everything else. Clone
+A hub keeps its DVC remote in its config (``lineage.dvcRemote``, set by 'lineage hub init' or
+'lineage hub dvc-remote'). Over HTTP a client cannot read the bare repository's config, but it can
+fetch a ref with the same credentials as everything else: the hub advertises the remote on
+``refs/lineage/hub`` (a commit whose message is JSON, published by 'lineage hub serve' and 'lineage hub
+dvc-remote'). A hub reached by its path is read directly. Clone
 reads it, clones the hub (its git remote is named ``hub``, so 'lineage push' and 'lineage pull' work
 as they are), keeps the DVC remote in ``.dvc/config.local`` (never a tracked file), installs the local
 hook, fetches the log and the verdicts, and pulls the served weights.
@@ -65,6 +67,11 @@ def advertises(url: str) -> bool:
     return bool(proc.stdout.strip())
 
 
+def _local_hub(url: str) -> Path | None:
+    path = Path(url.removeprefix("file://")).expanduser()
+    return path if "://" not in url.removeprefix("file://") and path.is_dir() else None
+
+
 def clone(url: str, dest: str | Path, dvc_remote: str | None = None) -> Cloned:
     """Clone the hub at url into dest, set the DVC remote it advertises, install the hook, pull the weights.
 
@@ -76,7 +83,10 @@ def clone(url: str, dest: str | Path, dvc_remote: str | None = None) -> Cloned:
     target = Path(dest).expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(f"{target} exists and is not an empty directory", "Clone into a new directory.")
-    if not advertises(url) and not dvc_remote:
+    local = _local_hub(url)
+    if not dvc_remote and local is not None:  # a hub reached by its path: its config is readable
+        dvc_remote = git.config_get(local, hub_mod.DVC_KEY)
+    if not dvc_remote and not advertises(url):
         raise UsageError(f"the hub at {redact(url)} advertises no DVC remote, so its weights cannot be pulled",
                          "On the server: 'lineage hub dvc-remote PATH URL'; or give --dvc-remote URL here.")
     proc = git.clone(url, target, REMOTE)
@@ -88,7 +98,8 @@ def clone(url: str, dest: str | Path, dvc_remote: str | None = None) -> Cloned:
     commit = git.ref_commit(repo, mirror)
     said = hub_mod.advertised(repo[commit].message) if commit else {}
     remote = dvc_remote or str(said.get("dvc_remote") or "")
-    protected = str(said.get("protected_branch") or git.DEFAULT_PROTECTED)
+    protected = str(said.get("protected_branch") or (git.config_get(local, git.PROTECTED_KEY) if local else None)
+                    or git.DEFAULT_PROTECTED)
     repo.config[git.PROTECTED_KEY] = protected
     for key, value in FSYNC.items():
         repo.config[key] = value
