@@ -3,8 +3,8 @@
 Why lighttpd: one small process from the distribution's packages (``apt-get install lighttpd``),
 CGI, basic auth against an htpasswd file and per-location environment in one config file that
 lineage writes to a temporary directory; nginx would need fcgiwrap beside it, Apache a larger
-set-up. lighttpd runs in the foreground (``-D``) as a child of ``lineage hub serve``; stopping
-the parent stops it.
+set-up. lighttpd runs in the foreground (``-D``) as a child of ``lineage hub serve``, which stops it
+on SIGTERM or SIGINT; if lineage is killed outright, the kernel sends lighttpd SIGTERM.
 
 The only module that starts the web server.
 """
@@ -139,7 +139,8 @@ def start(hub: Path, name: str, bind: str, port: int, passwd: Path, backend: str
         raise UsageError(f"lighttpd refused its configuration: {told[-1] if told else check.returncode}")
     with open(folder / "stderr.log", "w") as stderr:  # a file, never a pipe nobody reads
         process = subprocess.Popen([exe, "-D", "-f", str(folder / "lighttpd.conf")], stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=stderr)
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                                   preexec_fn=_die_with_parent)
     server = Server(process, folder, errorlog)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -154,6 +155,17 @@ def start(hub: Path, name: str, bind: str, port: int, passwd: Path, backend: str
         time.sleep(0.05)
     server.stop()
     raise UsageError(f"lighttpd did not answer on {bind}:{port} within {wait:.0f} s")
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM it when lineage dies, even by SIGKILL (Linux); it has its own session, so a
+    terminal's Ctrl-C reaches only lineage, which stops it in order."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _regex(name: str) -> str:
