@@ -56,6 +56,11 @@ def _world(base: Path) -> tuple[Path, Path, dict]:
     common.sh(common.lineage_cmd("propose"), store)
     common.sh(common.lineage_cmd("promote", "candidates/G000-a"), store)
     keys = add_signers(store, base / "keys")
+    common.sh(common.lineage_cmd("corpus", "write", "1", str(base / "era1.jsonl")), store)  # new data for G001
+    common.sh(common.lineage_cmd("data", "add", str(base / "era1.jsonl")), store)
+    common.sh(common.lineage_cmd("corpus", "exam", "1", str(base / "exam1.jsonl")), store)
+    common.sh(common.lineage_cmd("exam", "add", str(base / "exam1.jsonl")), store)
+    common.sh(common.lineage_cmd("change", "--reason", "the exam of era 1"), store)
     common.sh(common.lineage_cmd("propose"), store, env={"LINEAGE_SIGNING_KEY": str(keys["propose"])})
     sign_verdict(store, "candidates/G001-a", keys["arbiter"])
     hub = base / "luna.git"

@@ -332,11 +332,18 @@ def hub_dvc_remote(path: PathLike, url: str) -> str:
     return url
 
 
-def hub_serve(path: PathLike, port: int, bind: str = "127.0.0.1", echo=None):
-    """Serve a hub over smart HTTP (lighttpd + git http-backend) until SIGTERM or Ctrl-C."""
+def hub_serve(path: PathLike, port: int | None, bind: str = "127.0.0.1", echo=None, ssh_port: int | None = None):
+    """Serve a hub over smart HTTP (lighttpd + git http-backend) and/or SSH (sshd) until SIGTERM or Ctrl-C."""
     from .moves import hub_serve
 
-    return hub_serve.serve(path, port, bind, echo)
+    return hub_serve.serve(path, port, bind, echo, ssh_port)
+
+
+def hub_user_add_key(path: PathLike, name: str, role: str, public: str) -> tuple[str, str]:
+    """Let a hub's user in over SSH with a public key (forced to git on the hub), with one role."""
+    from .guard import hub_access
+
+    return hub_access.add_ssh_key(path, name, role, public)
 
 
 def hub_user_add(path: PathLike, name: str, role: str, password: str) -> tuple[str, str]:

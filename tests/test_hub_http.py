@@ -24,6 +24,7 @@ from conftest import (
     clone_store,
     copy_store,
     lineage,
+    make_key,
     relaxed_tiny,
     sh,
     sign_verdict,
@@ -75,9 +76,9 @@ def world(tmp_path_factory):
 class Served:
     """`lineage hub serve` on a free loopback port, as a child process."""
 
-    def __init__(self, hub: Path, port: int = 0) -> None:
+    def __init__(self, hub: Path, how: str = "--port") -> None:
         self.hub = hub
-        self.proc = subprocess.Popen([sys.executable, "-m", "lineage", "hub", "serve", str(hub), "--port", str(port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "lineage", "hub", "serve", str(hub), how, "0"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         assert line.startswith("serving "), line + (self.proc.stderr.read() if self.proc.stderr else "")
@@ -240,6 +241,41 @@ def test_arbiter_watch_judges_over_a_served_hub_with_its_own_credentials(world, 
     assert git(served.hub, "rev-parse", f"refs/lineage/verdicts/{candidate}")
     log = lineage(tmp_path, "hub", "log", served.hub).stdout
     assert any(" judge " in ln and " accepted " in ln and candidate in ln for ln in log.splitlines()), log
+
+
+def test_over_ssh_each_key_is_forced_to_git_on_the_hub_and_the_hook_knows_its_user(world, store, tmp_path):
+    if not (shutil.which("sshd") or os.path.exists("/usr/sbin/sshd")):
+        pytest.fail("sshd is not installed: apt-get install openssh-server (as root), then run the tests again")
+    hub = Path(shutil.copytree(world["hub"], tmp_path / "luna.git", symlinks=True))
+    keys = {who: make_key(tmp_path / "ssh" / who, who) for who in ("loop", "ada", "stranger")}
+    for who, role in (("loop", "proposer"), ("ada", "approver")):
+        assert f"added {who}'s SSH key to the hub ({role})" in \
+            lineage(tmp_path, "hub", "user", "add", hub, who, "--role", role, "--ssh-key", f"{keys[who]}.pub").stdout
+    server = Served(hub, "--ssh-port")
+    try:
+        def over_ssh(who: str, *refspecs: str, extra: tuple = ()) -> tuple[int, str]:
+            ssh = f"ssh -i {keys[who]} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+            proc = sh(["git", "push", "--atomic", *extra, server.url, *refspecs], store, check=False,
+                      env={"GIT_SSH_COMMAND": ssh})
+            return proc.returncode, proc.stderr
+
+        before = refs(hub)
+        hooks_off_move(store, git(store, "rev-parse", G001))
+        code, err = over_ssh("loop", "main", extra=("--receive-pack=git -c core.hooksPath=/dev/null receive-pack",))
+        assert code != 0 and "lineage hub: refused: loop may only fetch from or push to luna.git with git" in err, err
+        code, err = over_ssh("loop", "main")
+        assert code != 0 and "lineage hub: refused to move refs/heads/main: no arbiter verdict" in err, err
+        code, err = over_ssh("ada", f"{G001}:refs/heads/candidates/G001-s")
+        assert code != 0 and "ada is the hub's approver; only a proposer pushes candidate branches" in err, err
+        code, err = over_ssh("stranger", f"{G001}:refs/heads/candidates/G001-s")
+        assert code != 0 and "Permission denied (publickey)" in err, err
+        assert refs(hub) == before
+        assert over_ssh("loop", f"{G001}:refs/heads/candidates/G001-s")[0] == 0
+        log = lineage(tmp_path, "hub", "log", hub).stdout
+        assert any(" loop " in ln and " accepted " in ln and "candidates/G001-s" in ln for ln in log.splitlines()), log
+    finally:
+        code, out = server.stop()
+    assert code == 0 and "stopped serving" in out, out
 
 
 # ---------------------------------------------------------------- bad input: one line each, nothing moved

@@ -457,6 +457,13 @@ def http_backend() -> str:
     return str(Path(_out(["--exec-path"], ".")) / "git-http-backend")
 
 
+def exec_pack(service: str, repository: str | Path, env: dict) -> None:
+    """Replace this process with git's upload-pack or receive-pack on repository (an SSH forced command)."""
+    if service not in ("upload-pack", "receive-pack"):
+        raise ValueError(service)
+    os.execvpe("git", ["git", service, str(repository)], {**os.environ, **env})
+
+
 def clone(url: str, dest: str | Path, origin: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """git clone URL DEST with the remote named origin; never raises (the caller reads why it failed)."""
     return git(["clone", "-q", "--origin", origin, url, str(dest)], cwd=".", check=False,

@@ -140,7 +140,7 @@ def start(hub: Path, name: str, bind: str, port: int, passwd: Path, backend: str
     with open(folder / "stderr.log", "w") as stderr:  # a file, never a pipe nobody reads
         process = subprocess.Popen([exe, "-D", "-f", str(folder / "lighttpd.conf")], stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-                                   preexec_fn=_die_with_parent)
+                                   preexec_fn=die_with_parent)
     server = Server(process, folder, errorlog)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -157,7 +157,7 @@ def start(hub: Path, name: str, bind: str, port: int, passwd: Path, backend: str
     raise UsageError(f"lighttpd did not answer on {bind}:{port} within {wait:.0f} s")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: SIGTERM it when lineage dies, even by SIGKILL (Linux); it has its own session, so a
     terminal's Ctrl-C reaches only lineage, which stops it in order."""
     try:

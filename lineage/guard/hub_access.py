@@ -21,6 +21,7 @@ import getpass
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,10 @@ from .signers import ROLES
 
 FOLDER = "lineage"
 PASSWD = "passwd"
+AUTHORIZED_KEYS = "authorized_keys"
+HOST_KEY = "ssh_host_ed25519_key"
+FORCED = 'command="{python} -m lineage.guard.hub_ssh {hub} {name}",restrict {key}'
+
 PUSH_LOG = "pushes.jsonl"
 ROLE_KEY = "lineage-user.{name}.role"
 # Role names as people say them, and as the signing keys name them.
@@ -121,6 +126,55 @@ def add_user(hub_path: str | Path, name: str, role: str, password: str) -> tuple
     return name, SPOKEN[role]
 
 
+def keys_file(hub: Path) -> Path:
+    return hub / FOLDER / AUTHORIZED_KEYS
+
+
+def _key_owners(hub: Path) -> list[tuple[str, str]]:
+    """(name, line) for every line of the hub's authorized_keys."""
+    path = keys_file(hub)
+    if not path.exists():
+        return []
+    found = re.compile(r'hub_ssh \S+ (\S+)"')
+    return [(m.group(1), line) for line in path.read_text().splitlines() if (m := found.search(line))]
+
+
+def add_ssh_key(hub_path: str | Path, name: str, role: str, public: str) -> tuple[str, str]:
+    """Let user name log in over SSH with a public key, forced to the hub's git command; return (name, role).
+
+    A user the hub has already keeps its password; its role must be the one given.
+
+    Raises:
+        UsageError: not a hub, a bad name, role or key, a key listed already, or a different role.
+    """
+    hub = require_hub(hub_path)
+    if not NAME_RE.fullmatch(name):
+        raise UsageError(f"user name {name!r} must be letters, digits and . _ @ + - (at most 64)",
+                         "Use a short name or an email address, e.g. ada or ada@example.com.")
+    role = canonical_role(role)
+    if re.search(r'[\s"\\]', str(hub)):
+        raise UsageError(f"the hub's path {hub} has a space, quote or backslash, which a forced command cannot carry",
+                         "Move the hub to a plain path (e.g. /srv/git/luna.git).")
+    words = public.split()
+    if len(words) < 2 or not words[0].startswith(("ssh-", "ecdsa-", "sk-")):
+        raise UsageError("that is not an SSH public key", "Pass the user's .pub file ('ssh-ed25519 AAAA… comment').")
+    key = " ".join(words[:2])
+    for owner, line in _key_owners(hub):
+        if key in line:
+            raise UsageError(f"the hub lists this key already, for {owner}", "One key belongs to one user.")
+    held = git.config_get(hub, ROLE_KEY.format(name=name))
+    if held is not None and held != role:
+        raise UsageError(f"the hub has a user {name} already, as its {SPOKEN.get(held, held)}",
+                         "One user holds one role; pick another name for another role.")
+    git.config_set(hub, ROLE_KEY.format(name=name), role)
+    path = keys_file(hub)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    with open(path, "a") as out:
+        out.write(FORCED.format(python=sys.executable, hub=hub, name=name, key=key) + "\n")
+    os.chmod(path, 0o600)
+    return name, SPOKEN[role]
+
+
 def remove_user(hub_path: str | Path, name: str) -> None:
     """Take a user's password and role off the hub.
 
@@ -128,18 +182,20 @@ def remove_user(hub_path: str | Path, name: str) -> None:
         UsageError: not a hub, or no such user.
     """
     hub = require_hub(hub_path)
-    rows = _read_passwd(hub)
-    if not any(existing == name for existing, _ in rows):
+    rows, keyed = _read_passwd(hub), _key_owners(hub)
+    if not any(existing == name for existing, _ in rows) and not any(owner == name for owner, _ in keyed):
         raise UsageError(f"the hub has no user {name}", f"See them: 'lineage hub user list {hub}'.")
     _write_passwd(hub, [(n, h) for n, h in rows if n != name])
+    if keyed:
+        keys_file(hub).write_text("".join(line + "\n" for owner, line in keyed if owner != name))
     git.git(["config", "--unset-all", ROLE_KEY.format(name=name)], hub, check=False)
 
 
 def users(hub_path: str | Path) -> list[tuple[str, str]]:
-    """(name, role) for every user of the hub ('none' for a password without a role)."""
+    """(name, role) for every user of the hub, by password or SSH key ('none' for one without a role)."""
     hub = require_hub(hub_path)
-    return [(name, SPOKEN.get(git.config_get(hub, ROLE_KEY.format(name=name)) or "", "none"))
-            for name, _ in _read_passwd(hub)]
+    names = list(dict.fromkeys([name for name, _ in _read_passwd(hub)] + [name for name, _ in _key_owners(hub)]))
+    return [(name, SPOKEN.get(git.config_get(hub, ROLE_KEY.format(name=name)) or "", "none")) for name in names]
 
 
 def role_of(repo, user: str) -> str | None:

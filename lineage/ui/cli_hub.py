@@ -33,18 +33,21 @@ def hub_init(ctx, path: str, name: str, dvc_remote: str | None) -> None:
 
 @hub.command("serve")
 @click.argument("path", type=click.Path(file_okay=False))
-@click.option("--port", required=True, type=int, help="TCP port to listen on (0: any free port).")
+@click.option("--port", default=None, type=int, help="HTTP port to listen on (0: any free port).")
+@click.option("--ssh-port", default=None, type=int,
+              help="SSH port to listen on (0: any free port): sshd with each user's key forced to git.")
 @click.option("--bind", default="127.0.0.1", show_default=True,
               help="Address to listen on; put TLS in front (docs/hub.md) before binding beyond loopback.")
 @click.pass_context
-def hub_serve(ctx, path: str, port: int, bind: str) -> None:
-    """Serve the hub at PATH over smart HTTP (lighttpd + git http-backend, every request authenticated).
+def hub_serve(ctx, path: str, port: int | None, ssh_port: int | None, bind: str) -> None:
+    """Serve the hub at PATH over smart HTTP (lighttpd + git http-backend, every request authenticated)
+    and/or SSH (sshd, one key per user).
 
-    Runs in the foreground and prints the URL; SIGTERM or Ctrl-C stops it.
+    Runs in the foreground and prints each URL; SIGTERM or Ctrl-C stops it.
     """
     from .. import api
 
-    s = api.hub_serve(path, port, bind, echo=click.echo)
+    s = api.hub_serve(path, port, bind, echo=click.echo, ssh_port=ssh_port)
     out(ctx).result(s, f"stopped serving {s.hub} ({s.stopped_by})")
 
 
@@ -59,11 +62,19 @@ def hub_user() -> None:
 @click.option("--role", required=True, type=ROLE_NAMES, help="What the user may push (docs/hub.md).")
 @click.option("--password-file", default=None, type=click.File("r"),
               help="Read the password from the first line of this file ('-': stdin).")
+@click.option("--ssh-key", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Let the user in over SSH with this public key instead (no password asked).")
 @click.pass_context
-def hub_user_add(ctx, path: str, name: str, role: str, password_file) -> None:
+def hub_user_add(ctx, path: str, name: str, role: str, password_file, ssh_key: str | None) -> None:
     """Give the hub at PATH a user NAME with a password (stdin, --password-file or a prompt) and one role."""
+    from pathlib import Path
+
     from .. import api
 
+    if ssh_key is not None:
+        added, held = api.hub_user_add_key(path, name, role, Path(ssh_key).read_text())
+        out(ctx).result({"user": added, "role": held}, f"added {added}'s SSH key to the hub ({held})")
+        return
     if password_file is not None:
         password = password_file.readline().rstrip("\r\n")
     elif not sys.stdin.isatty():
