@@ -101,7 +101,9 @@ def _candidate_pushes(store: Path, target, clients: int, rounds: int, tag: str) 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         codes = [code for result in pool.map(client, range(clients)) for code in result]
-    return time.perf_counter() - started, codes
+    seconds = time.perf_counter() - started
+    _git(store, "tag", "-d", *[f"lineage/frozen/{name}" for name in names])  # the approvers' copies must not carry them
+    return seconds, codes
 
 
 def run(args) -> dict:
@@ -135,7 +137,9 @@ def run(args) -> dict:
             racers.append(copy)
         before = _git(hub, "rev-parse", "main").stdout.strip()
         with ThreadPoolExecutor(args.racers) as pool:
-            raced = list(pool.map(lambda c: common.sh(common.lineage_cmd("push"), c, check=False).returncode, racers))
+            procs = list(pool.map(lambda c: common.sh(common.lineage_cmd("push"), c, check=False), racers))
+        raced = [p.returncode for p in procs]
+        said = [next((ln for ln in p.stderr.splitlines() if ln.startswith("error:")), "pushed") for p in procs]
         after = _git(hub, "rev-parse", "main").stdout.strip()
     finally:
         server.send_signal(signal.SIGTERM)
@@ -155,11 +159,13 @@ def run(args) -> dict:
             [f"served over HTTP, {args.clients} clients", pushes, f"{http_s:.2f}", f"{pushes / http_s:.1f}"]]
     print(common.table(rows, ["candidate pushes", "pushes", "seconds", "pushes/s"]))
     print(f"the race: {args.racers} approvers pushed the same promotion at once; exit codes {raced}")
+    for line in said:
+        print(f"  {line}")
     for what, ok in checks.items():
         print(f"  {'ok ' if ok else 'BAD'} {what}")
     result = {"pushes": pushes, "http_seconds": http_s, "path_seconds": path_s, "pushes_per_s": pushes / http_s,
               "path_pushes_per_s": pushes / path_s, "path_codes": path_codes, "race_codes": raced,
-              "checks": checks, "machine": common.machine()}
+              "race_said": said, "checks": checks, "machine": common.machine()}
     common.write_result("hub_load", result)
     if not isinstance(tmp, Path):
         tmp.cleanup()

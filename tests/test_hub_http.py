@@ -31,6 +31,8 @@ from conftest import (
     trained_g000,
 )
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module", autouse=True)
 def web_server():
