@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..adapters import dvc, git
 from ..core.errors import ArbiterRefusedError, DirtyTreeError, StoreError
+from ..core.settings import OVERRIDES
 from . import ledger, refs
 from .locks import describe_locks, lasting_lock, work_tree_lock
 
@@ -134,7 +135,7 @@ def pending_data(store) -> list[str]:
 # A generation's evidence: lineage never stages it on the protected branch, so evidence that differs
 # from main's in the index there was left by a git command the hook refused (git merge --ff-only
 # rewrites the work tree and the index before the ref move the hook then refuses).
-EVIDENCE = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/")
+EVIDENCE = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/", OVERRIDES)
 
 
 def is_evidence(path: str) -> bool:
