@@ -40,6 +40,8 @@ def story(tmp_path_factory):
     promoted = {"params": (store / "params.yaml").read_text(), "overrides": (store / "overrides.yaml").read_text()}
     lineage(store, "corpus", "write", "2", store.parent / "era2.jsonl")
     lineage(store, "data", "add", store.parent / "era2.jsonl")
+    waiting = json.loads(lineage(store, "--json", "status", "--no-remote").stdout)
+    waiting_text = lineage(store, "status", "--no-remote").stdout
     lineage(store, "corpus", "exam", "2", store.parent / "exam2.jsonl")
     lineage(store, "exam", "add", store.parent / "exam2.jsonl")
     lineage(store, "change", "--reason", "the exam of era 2")
@@ -47,7 +49,8 @@ def story(tmp_path_factory):
     lineage(store, "rollback", "--to", "G000", "--reason", "G001 was an experiment")
     rolled = {"params": (store / "params.yaml").read_text(), "overrides": (store / "overrides.yaml").read_text()}
     lineage(store, "propose", "--name", "q")                                      # G003-q: plain, after it
-    return {"store": store, "settings": settings, "promoted": promoted, "rolled": rolled}
+    return {"store": store, "settings": settings, "promoted": promoted, "rolled": rolled, "waiting": waiting,
+            "waiting_text": waiting_text}
 
 
 def test_promoting_a_candidate_keeps_mains_params_yaml_and_its_comments(story):
@@ -97,11 +100,21 @@ def test_the_next_plain_propose_after_a_rollback_does_not_reproduce_the_rolled_b
     assert json.loads(show(store, "candidates/G003-q", "reports/parent.json"))["generation"] == "G000"
 
 
-def test_dvc_status_is_clean_after_a_promote_but_for_the_stages_that_always_run(story, tmp_path):
+def test_after_a_promote_dvc_status_is_clean_but_for_the_stages_that_always_run_and_no_data_waits(story, tmp_path):
     store = clone_store(story["store"], tmp_path / "luna")
     lineage(store, "promote", "candidates/G003-q")
     status = sh(["dvc", "status", "--json"], store).stdout
     assert set(json.loads(status)) <= {"parent", "gate"}
+    assert json.loads(lineage(store, "--json", "status", "--no-remote").stdout)["pending_data"] == []
+
+
+def test_status_names_registered_data_waiting_and_where_it_waits(story):
+    assert story["waiting"]["pending_data"] == ["d002-era2"]
+    assert "staged in the git index on main" in story["waiting"]["pending_where"]
+    assert "another branch" in story["waiting"]["pending_where"]
+    assert "registered data waiting: d002-era2, staged in the git index on main" in story["waiting_text"]
+    after = json.loads(lineage(story["store"], "--json", "status", "--no-remote").stdout)
+    assert after["pending_data"] == ["d002-era2"]  # it waits until a candidate holding it is promoted
 
 
 def test_change_refuses_a_staged_overrides_yaml(story, tmp_path):
@@ -111,3 +124,32 @@ def test_change_refuses_a_staged_overrides_yaml(story, tmp_path):
     proc = lineage(store, "change", "--reason", "sneak an override in", check=False)
     assert proc.returncode != 0 and "overrides.yaml is a generation's record" in proc.stderr
     assert "params.yaml" in proc.stderr
+
+
+def test_data_add_refuses_an_empty_file_before_registering_anything(store, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    listing = sorted(p.name for p in (store / "data" / "deltas").iterdir())
+    proc = lineage(store, "data", "add", empty, check=False)
+    assert proc.returncode == 1 and f"{empty} holds no records" in proc.stderr
+    assert sorted(p.name for p in (store / "data" / "deltas").iterdir()) == listing
+    assert sh(["git", "status", "--porcelain"], store).stdout == ""
+
+
+def test_data_add_refuses_a_symlink_up_front_without_following_it(store, tmp_path):
+    real = tmp_path / "outside" / "era1.jsonl"
+    real.parent.mkdir()
+    lineage(store, "corpus", "write", "1", real)  # a valid delta: only the link is wrong
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    listing = sorted(p.name for p in (store / "data" / "deltas").iterdir())
+    proc = lineage(store, "data", "add", link, check=False)
+    assert proc.returncode == 2 and "is a symbolic link" in proc.stderr and "file itself" in proc.stderr
+    assert sorted(p.name for p in (store / "data" / "deltas").iterdir()) == listing
+    assert lineage(store, "data", "add", real).returncode == 0  # the file itself is welcome
+
+
+def test_log_help_names_its_formats_apart_attempts_and_events(store):
+    text = " ".join(lineage(store, "log", "--help").stdout.split())
+    assert "table: one row per attempt and per rollback" in text
+    assert "csv: one row per attempt" in text and "jsonl: the evolution log, one event per line" in text

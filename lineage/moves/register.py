@@ -39,12 +39,16 @@ def data_add(store, file: str | Path, name: str | None = None) -> DataAdded:
     The delta is staged, not committed: it travels into the next candidate commit.
 
     Raises:
-        UsageError: no such file, or a bad delta name.
-        DataGateError: the file has an unparsable line, a secret, an unsafe source, a probe record,
+        UsageError: no such file, a symbolic link, or a bad delta name.
+        DataGateError: the file holds no records, has an unparsable line, a secret, an unsafe source, a probe record,
             or a line that overlaps the protected branch's exam.
     """
     root = store.root
-    src = Path(file).expanduser().resolve()
+    given = Path(file).expanduser()
+    if given.is_symlink():  # refused before anything reads through it
+        raise UsageError(f"{file} is a symbolic link; lineage registers a file's own bytes, never a link's target",
+                         "Give the path of the file itself.")
+    src = given.resolve()
     if not src.is_file():
         raise UsageError(f"{file}: no such file", "Give the path of a JSONL file.")
     stem = name or src.stem
@@ -61,6 +65,9 @@ def data_add(store, file: str | Path, name: str | None = None) -> DataAdded:
     shutil.copyfile(src, staging)
     try:
         delta = read_delta(root, rel, rules)  # refuse before anything is registered
+        if not delta.train_records:
+            raise DataGateError(f"{rel} holds no records: an empty delta would spend a number and teach nothing",
+                                "Add a file with at least one training record.")
         refuse_exam_overlap(store, delta)
         refuse_lawbreaking(store, delta)
     except Exception as exc:

@@ -120,6 +120,8 @@ class StoreStatus:
     remote_detail: str
     not_promoted: list = field(default_factory=list)  # every other attempt that main never took, with its verdict
     work_tree: str = "clean"  # or what is in the way and the command that clears it
+    pending_data: list = field(default_factory=list)  # registered deltas waiting for the next candidate
+    pending_where: str = ""  # where they wait, and who takes them
 
 
 def status(store, check_remote: bool = True) -> StoreStatus:
@@ -141,6 +143,11 @@ def status(store, check_remote: bool = True) -> StoreStatus:
     stray = transaction.stray_evidence(store)
     work_tree = (f"holds a candidate's {', '.join(sorted({p.split('/')[0] for p in stray}))} left by a git "
                  "command the hook refused: run 'lineage repair'") if stray else "clean"
+    pending = sorted(p.rsplit("/", 1)[-1].removesuffix(".dvc").removesuffix(".jsonl")
+                     for p in transaction.pending_data(store) if p.endswith(".dvc"))
+    where = (f"staged in the git index on {store.protected} (data/deltas/*.dvc): the next 'lineage propose' "
+             "commits it into its candidate; a plain 'git commit' on another branch would take it too: commit "
+             "work of your own there with 'git commit PATHS'") if pending else ""
     in_sync, detail = None, "not checked"
     if check_remote:
         missing, reason = dvc.remote_status(store.root)
@@ -149,7 +156,7 @@ def status(store, check_remote: bool = True) -> StoreStatus:
         else:
             in_sync, detail = not missing, "in sync" if not missing else f"{len(missing)} outputs not pushed"
     return StoreStatus(store.protected, served, str(head.id) if head else None, open_candidates, in_sync, detail,
-                       not_promoted, work_tree)
+                       not_promoted, work_tree, pending, where)
 
 
 def _flat(d: dict | None, prefix: str = "") -> dict:
