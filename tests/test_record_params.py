@@ -42,6 +42,12 @@ def story(tmp_path_factory):
     lineage(store, "data", "add", store.parent / "era2.jsonl")
     waiting = json.loads(lineage(store, "--json", "status", "--no-remote").stdout)
     waiting_text = lineage(store, "status", "--no-remote").stdout
+    sh(["git", "checkout", "-q", "-b", "notes"], store)  # the user's own work on a branch of their own
+    (store / "NOTES.md").write_text("my own notes\n")
+    sh(["git", "add", "-A"], store)
+    sh(["git", "commit", "-q", "-m", "my notes"], store)
+    swept = sh(["git", "show", "--name-only", "--format=", "notes"], store).stdout.split()
+    sh(["git", "checkout", "-q", "main"], store)
     lineage(store, "corpus", "exam", "2", store.parent / "exam2.jsonl")
     lineage(store, "exam", "add", store.parent / "exam2.jsonl")
     lineage(store, "change", "--reason", "the exam of era 2")
@@ -50,7 +56,7 @@ def story(tmp_path_factory):
     rolled = {"params": (store / "params.yaml").read_text(), "overrides": (store / "overrides.yaml").read_text()}
     lineage(store, "propose", "--name", "q")                                      # G003-q: plain, after it
     return {"store": store, "settings": settings, "promoted": promoted, "rolled": rolled, "waiting": waiting,
-            "waiting_text": waiting_text}
+            "waiting_text": waiting_text, "swept": swept}
 
 
 def test_promoting_a_candidate_keeps_mains_params_yaml_and_its_comments(story):
@@ -110,11 +116,19 @@ def test_after_a_promote_dvc_status_is_clean_but_for_the_stages_that_always_run_
 
 def test_status_names_registered_data_waiting_and_where_it_waits(story):
     assert story["waiting"]["pending_data"] == ["d002-era2"]
-    assert "staged in the git index on main" in story["waiting"]["pending_where"]
-    assert "another branch" in story["waiting"]["pending_where"]
-    assert "registered data waiting: d002-era2, staged in the git index on main" in story["waiting_text"]
+    assert story["waiting"]["pending_where"].startswith("in .git/lineage/pending")
+    assert "not in the git index" in story["waiting"]["pending_where"]
+    assert "registered data waiting: d002-era2, in .git/lineage/pending" in story["waiting_text"]
     after = json.loads(lineage(story["store"], "--json", "status", "--no-remote").stdout)
     assert after["pending_data"] == ["d002-era2"]  # it waits until a candidate holding it is promoted
+
+
+def test_registered_data_stays_out_of_a_plain_git_commit_on_another_branch(story):
+    assert story["swept"] == ["NOTES.md"]  # `git add -A && git commit` there took only the user's file
+    held = sh(["git", "show", "--name-only", "--format=", "candidates/G002-p"], story["store"]).stdout.split()
+    assert "data/deltas/d002-era2.jsonl.dvc" in held  # the next candidate took it
+    ignored = sh(["git", "show", "candidates/G002-p:data/deltas/.gitignore"], story["store"]).stdout.split()
+    assert "/d002-era2.jsonl" in ignored  # a clone's DVC checkout of it is ignored there too
 
 
 def test_change_refuses_a_staged_overrides_yaml(story, tmp_path):

@@ -19,7 +19,7 @@ from ..core.canonical import digest_bytes, digest_obj
 from ..core.errors import UsageError
 from ..core.policy import Policy
 from ..core.settings import OVERRIDES, Settings, load_yaml, merge_params, overrides_text, parse_overrides
-from ..store import journal, ledger, refs, transaction
+from ..store import journal, ledger, refs, transaction, waiting
 from ..store.journal import Operation
 
 log = logging.getLogger("lineage")
@@ -92,6 +92,7 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
         raise UsageError(f"{branch} exists already", "Pick another --name; candidate names are never reused.")
     pending = transaction.pending_data(store)
     saved = {p: (root / p).read_text() for p in pending if (root / p).is_file()}
+    waiting.place(store)  # registered data, staged just now: the candidate branch takes the index along
     with journal.operation(store, "propose", keep_on_error=True, protected=store.protected, branch=branch,
                            generation=generation, name=name, overrides=list(overrides or []), parent=parent_gen,
                            base=str(tip.id), pending=saved) as op:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..adapters import dvc, git
 from ..adapters.model import compare_weights
 from ..core.errors import UsageError
-from . import ledger, refs, transaction, weights
+from . import ledger, refs, transaction, waiting, weights
 
 
 def json_at(repo, commit, path: str) -> dict | None:
@@ -143,11 +143,10 @@ def status(store, check_remote: bool = True) -> StoreStatus:
     stray = transaction.stray_evidence(store)
     work_tree = (f"holds a candidate's {', '.join(sorted({p.split('/')[0] for p in stray}))} left by a git "
                  "command the hook refused: run 'lineage repair'") if stray else "clean"
-    pending = sorted(p.rsplit("/", 1)[-1].removesuffix(".dvc").removesuffix(".jsonl")
-                     for p in transaction.pending_data(store) if p.endswith(".dvc"))
-    where = (f"staged in the git index on {store.protected} (data/deltas/*.dvc): the next 'lineage propose' "
-             "commits it into its candidate; a plain 'git commit' on another branch would take it too: commit "
-             "work of your own there with 'git commit PATHS'") if pending else ""
+    pending = waiting.names(store, transaction.pending_data(store))
+    where = (f"in {waiting.folder(store).relative_to(store.root)} (its data in data/deltas, ignored by git), not in "
+             "the git index: the next 'lineage propose' commits it into its candidate, and it waits until one is "
+             "promoted") if pending else ""
     in_sync, detail = None, "not checked"
     if check_remote:
         missing, reason = dvc.remote_status(store.root)

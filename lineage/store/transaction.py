@@ -14,7 +14,7 @@ from pathlib import Path
 from ..adapters import dvc, git
 from ..core.errors import ArbiterRefusedError, DirtyTreeError, StoreError
 from ..core.settings import OVERRIDES
-from . import ledger, refs
+from . import ledger, refs, waiting
 from .locks import describe_locks, lasting_lock, work_tree_lock
 
 # What a pipeline run leaves in the work tree; dropped when a command goes home.
@@ -103,6 +103,7 @@ def go_home(store, pending: dict, commit: str | None) -> None:
                 (root / path).write_text(text)
             git.add(root, list(pending), check=False)
     dvc.checkout(root)
+    waiting.restore(store)  # the checkout drops the data of deltas the candidate tracked and main does not
 
 
 def keep_pending(root: Path, pending: dict) -> None:
@@ -176,6 +177,7 @@ def restore_evidence(store, paths: list[str]) -> None:
         for path in absent:
             (store.root / path).unlink(missing_ok=True)
     dvc.checkout(store.root)
+    waiting.restore(store)
 
 
 def require_clean(store, allow_outputs: bool = False) -> list[str]:
