@@ -145,7 +145,8 @@ def test_ctrl_c_exits_130_not_1(record, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "lineage", "propose", "--name", "i"], cwd=store,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (store / ".git" / "lineage" / "operations").is_dir():
+    operations = store / ".git" / "lineage" / "operations"  # kept from earlier commands: wait for this one's
+    while time.monotonic() < deadline and not list(operations.glob("*.json")):
         time.sleep(0.05)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
