@@ -5,6 +5,7 @@ The `policy:` section is parsed by :mod:`lineage.core.policy`; everything else l
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,41 @@ class Settings:
 
     @classmethod
     def load(cls, path: str | Path = "params.yaml") -> Settings:
-        return cls.from_dict(load_yaml(path))
+        """The settings a run uses: path, with the candidate's overrides.yaml beside it merged on top."""
+        return cls.from_dict(run_params(path))
+
+
+# A candidate's -S overrides, on top of params.yaml. params.yaml holds the store's settings and
+# changes only by a person's approved change; overrides.yaml is one run's own, rewritten by every
+# propose (empty without -S). On the protected branch it records what the served generation
+# trained with; it never becomes the next candidate's default.
+OVERRIDES = "overrides.yaml"
+
+
+def merge_params(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of params with overrides merged in, section by section."""
+    out = copy.deepcopy(params)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_params(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def run_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """params.yaml at path with the overrides.yaml beside it (when there is one) merged on top."""
+    path = Path(path)
+    params = load_yaml(path)
+    beside = path.parent / OVERRIDES
+    return merge_params(params, load_yaml(beside)) if beside.is_file() else params
+
+
+def overrides_text(overrides: dict[str, Any], candidate: str) -> str:
+    """overrides.yaml as propose writes it on a candidate: what it is, then the overrides (or {})."""
+    head = (f"# The -S overrides {candidate} trained with, on top of params.yaml (written by lineage propose).\n"
+            "# params.yaml stays the store's settings: the next propose starts from it alone.\n")
+    return head + (yaml.safe_dump(overrides, sort_keys=False) if overrides else "{}\n")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

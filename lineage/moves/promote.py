@@ -19,7 +19,7 @@ from ..core.errors import ArbiterRefusedError
 from ..guard.arbiter import ApprovalMissingError, Decision, check_signed_move
 from ..guard.attest import attest
 from ..guard.signers import SIGNERS_FILE, roles_of, signing_key
-from ..store import journal, ledger, refs, transaction
+from ..store import journal, ledger, refs, transaction, waiting
 from ..store.journal import Operation
 from ..store.locks import work_tree_lock
 from .burnin import run_burn_in
@@ -150,6 +150,7 @@ def finish_promote(store, op: Operation) -> Promotion:
     d = op.data
     transaction.sync_work_tree(store, d["old"], d["new"])
     dvc.checkout(store.root)
+    waiting.restore(store)  # registered data the promoted generation does not hold keeps waiting
     faults.point("promote:checked-out")
     generation = d["generation"]
     failure = None

@@ -9,7 +9,7 @@ import yaml
 
 from ..adapters import git
 from ..core.policy import Policy
-from ..core.settings import Settings, load_yaml
+from ..core.settings import Settings, run_params
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def protected_policy(root: Path = Path("."), repo=None) -> ProtectedPolicy:
     Before the protected branch has any commit (a store being made), the working tree's
     params.yaml is all there is.
     """
-    local = Policy.from_params(load_yaml(root / "params.yaml"))
+    local = Policy.from_params(run_params(root / "params.yaml"))
     repo = repo if repo is not None else git.open_repo(root)
     branch = git.protected_branch(repo)
     params = protected_params(repo, branch)

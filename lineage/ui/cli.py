@@ -156,6 +156,10 @@ def propose(ctx, name: str, overrides: tuple[str, ...]) -> None:
                     f"promotes it (lineage promote {p.branch})")
     elif p.verdict == "PASS":
         text.append(f"promote with: lineage promote {p.branch}")
+    else:
+        attempt = p.branch.split("/", 1)[1]
+        text.append(f"next: 'lineage show {attempt}' says why; fix that and run 'lineage propose' again "
+                    f"(this attempt keeps {p.generation}: the next one takes a new number)")
     o.result(p, "\n".join(text))
     if p.verdict != "PASS":
         ctx.exit(1)
