@@ -8,6 +8,7 @@ from ..adapters import dvc, git
 from ..core import faults
 from ..core.errors import ArbiterRefusedError, IntegrityError, StoreError
 from ..guard import verdict
+from ..store import waiting
 
 PUSH_REFSPECS = ["refs/heads/{protected}:refs/heads/{protected}", "refs/heads/candidates/*:refs/heads/candidates/*",
                  "refs/tags/lineage/*:refs/tags/lineage/*", "refs/lineage/log:refs/lineage/log"]
@@ -103,6 +104,7 @@ def pull(store, remote: str = "hub") -> dict:
             git.update_ref(root, store.protected_ref, theirs, str(mine.id))
         moved = True
     dvc.pull(root)
+    waiting.restore(store)  # dvc's checkout drops the data of deltas that wait for the next propose
     return {"remote": remote, "protected_moved": moved}
 
 
