@@ -21,7 +21,7 @@ from .locks import lasting_lock
 LOG_REF = "refs/lineage/log"
 EVENTS = ("PROPOSE", "MANIFEST_FROZEN", "TRAIN_START", "TRAIN_COMPLETE", "BUDGET_EXCEEDED", "EVAL_COMPLETE",
           "ARBITER_VERIFY", "COMMIT", "REJECT", "ROLLBACK", "APPROVE", "WINDOW_OPEN", "WINDOW_REFUSED",
-          "WINDOW_CLOSE", "PROPOSAL", "BURN_IN", "ATTEST")
+          "WINDOW_CLOSE", "PROPOSAL", "BURN_IN", "ATTEST", "SHADOW")
 CSV_COLUMNS = ("gen", "parent", "weights_sha256", "tokenizer_sha256", "data_delta_sha256", "steps", "lr",
                "loss_final", "eval_recall", "eval_generalize", "eval_tone", "weight_change_%",
                "promoted_to_head", "timestamp")
