@@ -67,8 +67,8 @@ class BurnIn:
                 if self.max_p99_ms > 0 and p99 is not None and p99 * 1000 > self.max_p99_ms:
                     return "failed", (f"p99 latency {p99 * 1000:.1f} ms over {len(self.latencies)} answers exceeds "
                                       f"serve.burn_in_max_p99_ms {self.max_p99_ms}")
-            if now - self.started >= self.seconds:
-                return "passed", None
+            if now - self.started >= self.seconds and self.requests >= self.min_requests:
+                return "passed", None  # a quiet window waits for enough answers to judge
             return "running", None
 
     def summary(self) -> dict:

@@ -16,14 +16,13 @@ on its own thread; its answers are never returned, its parity goes to the log as
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import yaml
 
 from ..adapters import git
 from ..adapters.serving import Answer, Ask, Engine, load_engine
@@ -32,7 +31,7 @@ from ..core.settings import Settings
 from ..moves import recover
 from ..moves.burnin import smoke_probes
 from ..moves.rollback import rollback
-from ..store import ledger, refs, weights
+from ..store import ledger, refs, rules, weights
 from ..store.root import Store
 from .live import BurnIn, ShadowTally
 
@@ -40,10 +39,9 @@ log = logging.getLogger("lineage")
 SERVE_DIR = ".lineage/serve"
 
 
-def serve_settings(store: Store, commit=None) -> dict:
+def serve_settings(store: Store) -> dict:
     """The `serve:` section of params.yaml on the protected branch's tip (defaults where absent)."""
-    blob = git.read_blob(store.repo, commit if commit is not None else store.tip(), "params.yaml")
-    return Settings.from_dict(yaml.safe_load(blob) if blob else {})["serve"]
+    return Settings.from_dict(rules.protected_params(store.repo, store.protected) or {})["serve"]
 
 
 def candidate_generation(store: Store, candidate: str) -> dict:
@@ -223,8 +221,8 @@ class Server:
             try:
                 self.step()
             except Exception as exc:  # the watcher must outlive any one bad step
-                log.exception("serve: watching %s failed", self.store.protected)
-                self.note = f"watching failed: {exc}".splitlines()[0]
+                self.note = f"watching {self.store.protected} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+                log.error("serve: %s", self.note, exc_info=bool(os.environ.get("LINEAGE_DEBUG")))
 
     def step(self) -> None:
         """One look: cut over when the branch moved, judge the burn-in, log the shadow when due."""
@@ -246,7 +244,7 @@ class Server:
         old = self.current
         assert old is not None
         try:
-            self.settings = serve_settings(self.store, tip)
+            self.settings = serve_settings(self.store)
         except LineageError as exc:
             log.warning("serve: keeping the serve settings: params.yaml on the new tip is bad: %s", exc)
         gen = weights.served(self.store)
