@@ -76,13 +76,11 @@ class Served:
         return self.log.read()
 
     def stop(self) -> int:
+        if hasattr(self, "client"):
+            self.client.close()  # an open keep-alive connection would hold up the graceful shutdown
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        finally:
-            if hasattr(self, "client"):
-                self.client.close()
+        return self.proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")

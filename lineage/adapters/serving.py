@@ -110,7 +110,10 @@ class Engine:
 
 def load_engine(path: str | Path, generation: str, commit: str, md5: str) -> Engine:
     """Load a materialised, hash-checked generation directory (safetensors only) for serving."""
+    from transformers.utils import logging as hf_logging
+
     from .model import load
 
+    hf_logging.disable_progress_bar()  # a server's stderr is its log, not a terminal
     model, tok = load(path)
     return Engine(model, tok, generation, commit, md5, Path(path))

@@ -78,6 +78,7 @@ class Server:
         self.tip: str | None = None
         self.state = "starting"
         self.note: str | None = None  # why the server is not simply serving main (a failed load, a divergence)
+        self.watch_error: str | None = None  # the last look at main failed (a busy log lock, say); retried
         self.cutovers: list[dict] = []
         self.shadow_name = shadow
         self.shadow: Engine | None = None
@@ -131,10 +132,14 @@ class Server:
         if self.watcher.is_alive():
             self.watcher.join(timeout=30)
         self.shadow_worker.shutdown(wait=True, cancel_futures=True)
-        try:
-            self.flush_shadow(force=True)
-        except LineageError as exc:
-            log.warning("serve: could not log the shadow's parity: %s", exc)
+        for attempt in range(5):  # another command may hold the log's lock for a moment
+            try:
+                self.flush_shadow(force=True)
+                break
+            except LineageError as exc:
+                if attempt == 4:
+                    log.warning("serve: could not log the shadow's last parity: %s", exc)
+                time.sleep(1)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def load(self, gen: dict) -> Engine:
@@ -197,7 +202,7 @@ class Server:
         engine = self.current
         out = {"status": self.state, "generation": engine.generation if engine else "", "commit":
                engine.commit if engine else "", "protected_branch": self.store.protected, "protected_tip": self.tip,
-               "note": self.note, "cutovers": self.cutovers[-5:],
+               "note": self.note, "watch_error": self.watch_error, "cutovers": self.cutovers[-5:],
                "burn_in": self.burn.summary() if self.burn else None, "shadow": None,
                "chat_template": "own" if engine and engine.templated else "lineage default"}
         if self.tally:
@@ -220,9 +225,11 @@ class Server:
         while not self.stopping.wait(self.poll):
             try:
                 self.step()
-            except Exception as exc:  # the watcher must outlive any one bad step
-                self.note = f"watching {self.store.protected} failed: {type(exc).__name__}: {exc}".splitlines()[0]
-                log.error("serve: %s", self.note, exc_info=bool(os.environ.get("LINEAGE_DEBUG")))
+                self.watch_error = None
+            except Exception as exc:  # the watcher must outlive any one bad step; the next one tries again
+                self.watch_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                log.warning("serve: watching %s: %s (trying again)", self.store.protected, self.watch_error,
+                            exc_info=bool(os.environ.get("LINEAGE_DEBUG")))
 
     def step(self) -> None:
         """One look: cut over when the branch moved, judge the burn-in, log the shadow when due."""
