@@ -42,7 +42,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def build_store(root: Path, hidden: int) -> Path:
-    """G000 trained and promoted, era 1 registered, G001-a proposed (PASS)."""
+    """G000 trained and promoted, era 1 and its exam registered, G001-a proposed (PASS)."""
     extra = {"scratch": {"hidden_size": hidden, "intermediate_size": hidden * 2},
              "serve": {"burn_in_seconds": 0.0, "poll_seconds": 0.2}}
     store = common.init_store(root / f"h{hidden}", common.tiny_params(extra))
@@ -50,6 +50,9 @@ def build_store(root: Path, hidden: int) -> Path:
     common.sh(common.lineage_cmd("promote", "candidates/G000-a"), store)
     common.sh(common.lineage_cmd("corpus", "write", "1", str(root / "era1.jsonl")), store)
     common.sh(common.lineage_cmd("data", "add", str(root / "era1.jsonl")), store)
+    common.sh(common.lineage_cmd("corpus", "exam", "1", str(root / "exam1.jsonl")), store)
+    common.sh(common.lineage_cmd("exam", "add", str(root / "exam1.jsonl")), store)
+    common.sh(common.lineage_cmd("change", "--reason", "the exam of era 1"), store)
     common.sh(common.lineage_cmd("propose", "--name", "a"), store)
     return store
 

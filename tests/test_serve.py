@@ -229,3 +229,30 @@ def test_a_taken_port_a_failed_shadow_candidate_and_an_empty_store_are_refused_c
     assert nothing.returncode == 3 and "serves no generation yet" in nothing.stderr
     assert server.complete().status_code == 200  # the running server never noticed
     assert os.path.isdir(store / ".lineage" / "serve")
+
+
+def test_a_cut_over_to_weights_that_differ_from_their_hashes_keeps_the_old_generation_serving(store, server):
+    from lineage.adapters import dvc
+    from lineage.store import weights
+    from lineage.store.root import Store
+
+    opened = Store.open(store)
+    g000 = opened.repo[sh(["git", "rev-parse", "lineage/gen/G000^{commit}"], store).stdout.strip()]
+    cache = dvc.cache_dir(store)
+    entry = next(e for e in dvc.dir_listing(cache, weights.child_md5(opened.repo, g000))
+                 if e["relpath"].endswith(".safetensors"))
+    tampered = dvc.cache_path(cache, entry["md5"])
+    os.chmod(tampered, 0o644)
+    data = bytearray(tampered.read_bytes())
+    data[-1] ^= 0xFF  # one bit of one weight: still a valid safetensors file, no longer G000's
+    tampered.write_bytes(data)
+    before = server.complete().headers["X-Lineage-Commit"]
+    lineage(store, "rollback", "--to", "G000", "--reason", "back to a generation whose cache was tampered with")
+    main = tip(store)
+    health = wait_for("the refused cut-over", lambda: (h := server.health())["cutovers"][-1]["result"] == "failed"
+                      and h)
+    assert health["protected_tip"] == main and health["generation"] == "G001"
+    assert "sha256" in health["note"] and "G000" in health["note"]
+    r = server.complete()
+    assert r.status_code == 200 and r.headers["X-Lineage-Generation"] == "G001"
+    assert r.headers["X-Lineage-Commit"] == before != main

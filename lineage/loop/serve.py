@@ -37,6 +37,7 @@ from .live import BurnIn, ShadowTally
 
 log = logging.getLogger("lineage")
 SERVE_DIR = ".lineage/serve"
+RETRY_SECONDS = 30.0  # a failed cut-over is tried again after this long while main stays where it is
 
 
 def serve_settings(store: Store) -> dict:
@@ -78,6 +79,7 @@ class Server:
         self.tip: str | None = None
         self.state = "starting"
         self.note: str | None = None  # why the server is not simply serving main (a failed load, a divergence)
+        self.retry: tuple[str, float] | None = None  # (commit, when) a failed cut-over is tried again
         self.watch_error: str | None = None  # the last look at main failed (a busy log lock, say); retried
         self.cutovers: list[dict] = []
         self.shadow_name = shadow
@@ -154,7 +156,7 @@ class Server:
         """Answer with the generation served when the request starts; count it for burn-in and shadow."""
         engine, burn = self.current, self.burn
         assert engine is not None
-        watched = burn if burn is not None and burn.commit == engine.commit else None
+        watched = burn if burn is not None and burn.generation == engine.generation else None
         try:
             answer = engine.answer(ask)
         except BadRequestError:
@@ -237,6 +239,10 @@ class Server:
         tip = self.store.tip()
         if tip is not None and str(tip.id) != self.tip:
             self.cut_over(tip)
+        elif self.retry is not None and time.monotonic() >= self.retry[1]:
+            commit, self.retry = self.retry[0], None  # tried again: the weights may have reached the remote
+            if tip is not None and commit == self.tip == str(tip.id):
+                self.cut_over(tip)
         if self.burn is not None:
             verdict, why = self.burn.judge()
             if verdict == "passed":
@@ -265,7 +271,8 @@ class Server:
         if gen["md5"] == old.md5:  # same weights (an approved change, a rollback to them): relabel only
             self.current = Engine(old.model, old.tok, gen["generation"], commit, old.md5, old.path)
             self.metrics.serving(gen["generation"], commit)
-            self.note = None if self.state != "diverged" else self.note
+            if self.state == "diverged":  # main now names what the server serves (the rollback was run)
+                self.state, self.note = "serving", None
             return
         self.end_shadow_if_promoted(gen)
         start = time.perf_counter()
@@ -321,29 +328,33 @@ class Server:
         return None
 
     def end_burn_in(self, passed: bool, why: str | None) -> None:
-        """Log the live burn-in; on failure roll back through the normal rollback and cut back."""
+        """Log the live burn-in; on failure cut back at once, then roll back through the normal rollback."""
         burn = self.burn
         assert burn is not None
         self.burn = None
-        data = {"passed": passed, "reason": why, "live": True, **burn.summary()}
-        ledger.append(self.store, "BURN_IN", burn.generation, data)
+        previous = burn.previous
+        if not passed:  # the failing generation answers no further request, whatever the rollback does
+            self.current = previous
+            self.metrics.serving(previous.generation, previous.commit)
+        try:
+            ledger.append(self.store, "BURN_IN", burn.generation,
+                          {"passed": passed, "reason": why, "live": True, **burn.summary()})
+        except LineageError as exc:
+            log.warning("serve: could not log the live burn-in of %s: %s", burn.generation, exc)
         if passed:
             self.state = "serving"
             return  # the previous engine is dropped with the burn-in
-        previous = burn.previous
         reason = f"live burn-in failed: {why}"
         try:
             recover.recover(self.store)
             done = rollback(self.store, reason, previous.generation)
-        except LineageError as exc:
+        except Exception as exc:
             # e.g. a store with signers where this server holds no key allowed to sign a rollback:
             # serve the generation that passed, and say loudly that main still names the other one
-            self.current = previous
-            self.metrics.serving(previous.generation, previous.commit)
             self.state = "diverged"
-            self.note = (f"{burn.generation} failed its live burn-in ({why}) but the rollback was refused: {exc}; "
+            self.note = (f"{burn.generation} failed its live burn-in ({why}) but the rollback failed: {exc}; "
                          f"serving {previous.generation} meanwhile. Run: lineage rollback --to {previous.generation} "
-                         f"--reason '{reason}'")
+                         f"--reason '{reason}'").replace("\n", " ")
             self.record_cutover(burn.generation, previous.generation, burn.commit, "cut_back", 0.0, self.note)
             log.error("serve: %s", self.note)
             return
@@ -361,6 +372,7 @@ class Server:
         self.metrics.cutovers.labels(result).inc()
         if result == "failed":
             self.note = why
+            self.retry = (commit, time.monotonic() + RETRY_SECONDS)
             log.error("serve: cut-over to %s failed, still serving %s: %s", to, frm, why)
         else:
             log.info("serve: %s -> %s (%s) %s", frm, to, commit[:12], result)
