@@ -145,6 +145,19 @@ def test_live_shadow_parity_lands_in_the_evolution_log(store, server):
     assert len(data["differ"]) == data["samples"] - data["agree"] or len(data["differ"]) == 10
     metrics = server.client.get("/metrics").text
     assert 'lineage_shadow_parity{candidate="candidates/G001-a"}' in metrics
+    # the loop's proposal of this candidate (as `lineage evolve` would have written it) shows the live parity
+    from lineage.loop.evolve import PROPOSAL
+
+    commit = sh(["git", "rev-parse", "candidates/G001-a"], store).stdout.strip()
+    (store / PROPOSAL).parent.mkdir(parents=True, exist_ok=True)
+    (store / PROPOSAL).write_text(json.dumps({
+        "schema_version": 1, "window": "W1", "status": "open", "candidate": "candidates/G001-a", "commit": commit,
+        "current_head": tip(store), "improvement": 0.0, "composite": 0.5, "head_composite": 0.5, "risk": "low",
+        "risk_reasons": ["test"], "criteria": [], "hashes": {}}))
+    shown = lineage(store, "proposal", "show").stdout
+    assert "live shadow: parity" in shown and "mirrored requests against G000" in shown
+    assert json.loads(lineage(store, "--json", "proposal", "show").stdout)["live_shadow"]["commit"] == commit
+    (store / PROPOSAL).unlink()
 
 
 def test_a_promotion_under_20_concurrent_clients_cuts_over_with_no_failed_request(store, server):
