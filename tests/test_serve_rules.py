@@ -91,3 +91,48 @@ def test_shadow_parity_counts_agreement_after_normalising_and_keeps_where_they_d
 def test_percentile_is_nearest_rank():
     assert percentile([], 0.5) is None
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0 and percentile(list(range(1, 101)), 0.99) == 99
+
+
+class Fake:
+    """A backend that answers 'ok' as G007, or fails when the prompt says so."""
+
+    max_prompt_chars, max_new_tokens = 100, 32
+
+    def answer(self, ask):
+        if ask.prompt == "boom":
+            raise RuntimeError("the model broke")
+        return Answer("ok", "stop", 1, 1, "G007", "f00d", 0.001)
+
+    def health(self):
+        return {"status": "serving", "generation": "G007", "commit": "f00d"}
+
+    def models(self):
+        return [{"id": "G007"}]
+
+
+def test_the_app_answers_with_headers_and_turns_bad_input_and_failures_into_json_errors():
+    import asyncio
+
+    import httpx
+
+    from lineage.adapters.http import Metrics, build_app
+
+    metrics = Metrics()
+    app = build_app(Fake(), metrics)
+
+    async def scenario() -> str:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve") as client:
+            ok = await client.post("/v1/completions", json={"prompt": "hi"})
+            assert ok.status_code == 200 and ok.headers["X-Lineage-Generation"] == "G007"
+            assert ok.headers["X-Lineage-Commit"] == "f00d" == ok.json()["lineage"]["commit"]
+            broke = await client.post("/v1/completions", json={"prompt": "boom"})
+            assert broke.status_code == 500 and broke.json()["error"]["type"] == "server_error"
+            huge = await client.post("/v1/completions", content=b'{"prompt": "' + b"x" * 70_000 + b'"}')
+            assert huge.status_code == 400 and huge.json()["error"]["code"] == "prompt_too_long"
+            assert (await client.get("/v1/completions")).status_code == 405
+            assert (await client.post("/v1/completions", json={"prompt": "hi"})).status_code == 200  # still serving
+            return (await client.get("/metrics")).text
+
+    text = asyncio.run(scenario())
+    assert 'lineage_requests_total{endpoint="/v1/completions",generation="G007",status="200"} 2.0' in text
+    assert 'status="500"' in text and 'lineage_tokens_total{generation="G007",kind="completion"} 2.0' in text

@@ -179,7 +179,7 @@ def build_app(backend: Backend, metrics: Metrics):
         status, generation = 200, "-"
         try:
             try:
-                body = json.loads(await request.body() or b"null")
+                body = json.loads(await read_body(request) or b"null")
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise BadRequestError(f"the request body is not JSON: {exc}") from None
             ask = parse_ask(kind, body, backend.max_prompt_chars, backend.max_new_tokens)
@@ -199,6 +199,18 @@ def build_app(backend: Backend, metrics: Metrics):
         finally:
             metrics.requests.labels(endpoint, str(status), generation).inc()
             metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+    async def read_body(request: Request) -> bytes:
+        # a body far beyond any allowed prompt is refused while it arrives, never held whole in memory
+        limit = backend.max_prompt_chars * 8 + 65536  # JSON escapes a character in at most 6 bytes
+        if int(request.headers.get("content-length") or 0) > limit:
+            raise BadRequestError(f"the request body is over {limit} bytes", "prompt", "prompt_too_long")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise BadRequestError(f"the request body is over {limit} bytes", "prompt", "prompt_too_long")
+        return bytes(body)
 
     async def completions(request: Request) -> Response:
         return await infer(request, "completion", "/v1/completions")
