@@ -161,6 +161,7 @@ def finish_promote(store, op: Operation) -> Promotion:
         if not d["burn_in_logged"]:
             # resumed after a death between the append and the mark: the event may be there already
             if fresh or not any(e.event == "BURN_IN" and e.generation == generation and e.timestamp >= d["started"]
+                                and not e.data.get("live")  # lineage serve's own burn-in is not this one
                                 for e in ledger.read(store.repo)):
                 ledger.append(store, "BURN_IN", generation, {"passed": failure is None, "reason": failure,
                                                              "cycle": d["cycle"]})
