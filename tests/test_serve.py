@@ -1,9 +1,11 @@
 """lineage serve: a real server on a loopback port, used through a real HTTP client.
 
-One store for the module: G000 served, G001-a proposed (PASS) and shadowed; the tests then run
-in order: answers carry their generation, bad requests get 400s, the shadow's parity lands in the
-log, a promotion under 20 concurrent clients cuts over with no failed request, and a planted live
-burn-in failure (a p99 limit no model meets) rolls back by itself and cuts back.
+One store for the module: G000 served, G001-a proposed (PASS) and shadowed, main asking for four
+live shadow answers before a promotion; the tests then run in order: answers carry their
+generation, bad requests get 400s, a promotion waits for the shadow's answers, whose parity lands
+in the log, a promotion under 20 concurrent clients cuts over with no failed request, a planted
+live burn-in failure (a p99 limit no model meets) rolls back by itself and cuts back, bad starts
+are refused, and a cut-over to tampered weights keeps the old generation serving.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 TINY = relaxed_tiny(30, 20)
 SERVE = {"serve": {"burn_in_seconds": 2.0, "burn_in_min_requests": 3, "shadow_flush_every": 4,
-                   "max_prompt_chars": 300, "max_new_tokens": 32}}
+                   "max_prompt_chars": 300, "max_new_tokens": 32, "min_live_samples": 4}}
 
 
 def tip(store: Path) -> str:
@@ -132,6 +134,13 @@ def test_malformed_and_oversized_requests_get_a_json_400_and_the_server_keeps_se
     assert "at most 300" in bad[-1].json()["error"]["message"] and bad[-1].json()["error"]["code"] == "prompt_too_long"
     assert server.client.get("/v1/nothing").status_code == 404
     assert server.complete().status_code == 200
+
+
+def test_a_promotion_waits_for_enough_live_shadow_answers_when_main_asks_for_them(store):
+    before = tip(store)
+    refused = lineage(store, "promote", "candidates/G001-a", check=False)
+    assert refused.returncode == 1 and "serve.min_live_samples asks for 4" in refused.stderr
+    assert "lineage serve --shadow candidates/G001-a" in refused.stderr and tip(store) == before
 
 
 def test_live_shadow_parity_lands_in_the_evolution_log(store, server):

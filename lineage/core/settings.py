@@ -77,6 +77,8 @@ SCHEMA: dict[str, Any] = {
         "burn_in_min_requests": (int, 5, None),     # requests before the error rate is judged
         "burn_in_max_error_rate": (float, 0.05, None),
         "burn_in_max_p99_ms": (float, 0.0, None),   # p99 inference latency limit; 0: not judged
+        "min_live_samples": (int, 0, None),         # promote needs this many logged live shadow answers; 0: off
+        "min_live_parity": (float, 0.0, None),      # ... agreeing at least this share
     },
 }
 POSITIVE = {"seed": False}
@@ -144,8 +146,8 @@ class Settings:
         serve = values["serve"]
         if not 0 <= serve["port"] <= 65535:
             raise ParamsError("serve.port", f"{serve['port']} is not a TCP port (0-65535)")
-        if serve["shadow_rate"] > 1 or serve["burn_in_max_error_rate"] > 1:
-            raise ParamsError("serve", "shadow_rate and burn_in_max_error_rate are shares between 0 and 1")
+        if max(serve["shadow_rate"], serve["burn_in_max_error_rate"], serve["min_live_parity"]) > 1:
+            raise ParamsError("serve", "shadow_rate, burn_in_max_error_rate and min_live_parity are shares from 0 to 1")
         if serve["poll_seconds"] <= 0 or serve["max_prompt_chars"] < 1 or serve["max_new_tokens"] < 1:
             raise ParamsError("serve", "poll_seconds, max_prompt_chars and max_new_tokens must be positive")
         if values["scratch"]["hidden_size"] % values["scratch"]["num_heads"]:

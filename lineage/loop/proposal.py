@@ -22,17 +22,8 @@ def proposal_show(store) -> dict:
     if not path.exists():
         raise UsageError("there is no proposal", "Run 'lineage evolve' first.")
     proposal = json.loads(path.read_text())
-    proposal["live_shadow"] = live_shadow(store, proposal["candidate"], proposal["commit"])
+    proposal["live_shadow"] = ledger.live_shadow(store.repo, proposal["commit"])
     return proposal
-
-
-def live_shadow(store, candidate: str, commit: str) -> dict | None:
-    """The latest live parity `lineage serve --shadow` logged for this candidate commit, or None."""
-    for event in reversed(ledger.read(store.repo)):
-        data = event.data
-        if event.event == "SHADOW" and data.get("commit") == commit and data.get("source") == "live":
-            return {**data, "timestamp": event.timestamp}
-    return None
 
 
 def proposal_decide(store, approve: bool, reason: str | None = None) -> dict:

@@ -27,7 +27,6 @@ from typing import Any
 from ..adapters import git
 from ..adapters.serving import Answer, Ask, Engine, load_engine
 from ..core.errors import BadRequestError, LineageError, ServeError, UsageError
-from ..core.settings import Settings
 from ..moves import recover
 from ..moves.burnin import smoke_probes
 from ..moves.rollback import rollback
@@ -42,7 +41,7 @@ RETRY_SECONDS = 30.0  # a failed cut-over is tried again after this long while m
 
 def serve_settings(store: Store) -> dict:
     """The `serve:` section of params.yaml on the protected branch's tip (defaults where absent)."""
-    return Settings.from_dict(rules.protected_params(store.repo, store.protected) or {})["serve"]
+    return rules.protected_serve_settings(store.repo, store.protected)
 
 
 def candidate_generation(store: Store, candidate: str) -> dict:

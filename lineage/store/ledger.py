@@ -112,6 +112,15 @@ def read(repo) -> list[Event]:
     return events
 
 
+def live_shadow(repo, commit: str) -> dict | None:
+    """The latest live parity `lineage serve --shadow` logged for a candidate commit (with its time), or None."""
+    for event in reversed(read(repo)):
+        data = event.data
+        if event.event == "SHADOW" and data.get("commit") == commit and data.get("source") == "live":
+            return {**data, "timestamp": event.timestamp}
+    return None
+
+
 def to_jsonl(events: list[Event]) -> str:
     """The events as evolution_log.jsonl: one canonical JSON object per line."""
     return "".join(canonical_json(e.to_dict()).decode() + "\n" for e in events)
