@@ -378,7 +378,7 @@ def real_g000(tmp_path_factory):
 # which pytest 9 no longer reads back.) Modules are handed out longest first (measured with
 # --durations), so the two workers finish together; the rest follow in collection order.
 LONGEST_FIRST = ["test_gate_honesty", "test_evolve", "test_promotion", "test_gc", "test_faults", "test_train_stage",
-                 "test_signatures", "test_report", "test_adversarial", "test_s3_remote"]
+                 "test_signatures", "test_report", "test_adversarial", "test_hub_http", "test_s3_remote"]
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -53,6 +53,7 @@ class Decision:
     verdict: str | None
     composite: float | None
     signed: str | None = None
+    claims_failed: tuple[str, ...] = ()  # criteria the proposer's own numbers fail (a claim, with signers)
 
 
 def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -> Decision:
@@ -104,7 +105,8 @@ def judge_move(ev: MoveEvidence) -> Decision:
         _judge_generation_paths(ev)
         decision = _judge_evidence(ev, generation)
     # In a store with signers the evidence is a claim: the signatures it requires come on top.
-    return replace(decision, signed=judge_signatures(ev, decision.kind, decision.generation))
+    return replace(decision, signed=judge_signatures(ev, decision.kind, decision.generation,
+                                                     decision.claims_failed))
 
 
 def _policy_of(text: str | None, ref: str, whose: str):
@@ -234,7 +236,8 @@ def _judge_evidence(ev: MoveEvidence, generation: str) -> Decision:
                                        f"{', '.join(verdict.failed)}", "Train a better candidate.")
     # With signers the proposer's numbers are only a claim: the arbiter's signed verdict, judged next
     # on its own measurements, decides (a claim a little under a threshold must not refuse what it passed).
-    return Decision("promotion", generation, verdict.verdict, verdict.composite)
+    return Decision("promotion", generation, verdict.verdict, verdict.composite,
+                    claims_failed=tuple(verdict.failed))
 
 
 def _mapping(value, name: str) -> dict:

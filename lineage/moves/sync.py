@@ -12,6 +12,9 @@ from ..guard import verdict
 PUSH_REFSPECS = ["refs/heads/{protected}:refs/heads/{protected}", "refs/heads/candidates/*:refs/heads/candidates/*",
                  "refs/tags/lineage/*:refs/tags/lineage/*", "refs/lineage/log:refs/lineage/log"]
 VERDICTS = "refs/lineage/verdicts/"
+# What git says when a ref moved on the remote between its check and its update (a push lost a race).
+LOST_RACE = ("atomic transaction failed", "failed to update ref", "cannot lock ref", "incorrect old value",
+             "stale info", "fetch first")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,11 @@ def push(store, remote: str = "hub") -> PushResult:
     rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
     if proc.returncode != 0 or rejected:
         reasons = [ln for ln in proc.stderr.splitlines() if "lineage hub:" in ln and "hint" not in ln]
+        if not reasons and any(lost in proc.stdout + proc.stderr for lost in LOST_RACE):
+            raise ArbiterRefusedError(f"{remote}", "another push changed the hub while this one was in flight "
+                                                   "(git refused the ref updates; nothing was pushed)",
+                                      "Run 'lineage pull' to see what won, then push again if there is still "
+                                      "something to push.")
         raise ArbiterRefusedError(f"{remote}", (reasons[0].split("lineage hub: ", 1)[1] if reasons else
                                                 (rejected[0] if rejected else proc.stderr.strip()[-200:])),
                                   "Nothing was pushed (atomic). Fix the refused ref and push again.")
