@@ -177,6 +177,19 @@ def shadow(candidate: str, store: PathLike = ".") -> dict:
     return _shadow.shadow(Store.open(store), candidate)
 
 
+def serve(store: PathLike = ".", port: int | None = None, bind: str | None = None, shadow: str | None = None,
+          shadow_rate: float | None = None, ready=None, poll_seconds: float | None = None) -> dict:
+    """Serve the protected branch's generation over OpenAI-compatible HTTP until stopped; cut over when it moves.
+
+    Raises:
+        ServeError: the port is taken, or the protected branch serves no generation yet.
+        UsageError: the shadow candidate is unknown or failed its gate.
+    """
+    from .loop import serve as serving
+
+    return serving.serve(Store.open(store), port, bind, shadow, shadow_rate, ready, poll_seconds)
+
+
 def stats(store: PathLike = ".") -> _stats.LoopStats:
     """How the evolution loop is doing, from the log alone."""
     return _stats.stats(Store.open(store))

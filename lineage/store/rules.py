@@ -56,3 +56,13 @@ def protected_settings(store) -> tuple[Settings, Policy]:
     if raw is None:
         raw = yaml.safe_load((store.root / "params.yaml").read_text()) or {}
     return Settings.from_dict(raw), Policy.from_params(raw)
+
+
+def protected_serve_settings(repo, protected: str) -> dict:
+    """The `serve:` section as the protected tip holds it (defaults where absent); other sections are not judged here.
+
+    Raises:
+        ParamsError: the serve section itself is malformed.
+    """
+    raw = protected_params(repo, protected) or {}
+    return Settings.from_dict({"serve": raw.get("serve") if isinstance(raw, dict) else None})["serve"]
