@@ -31,11 +31,21 @@ browser:
 	         || echo "note: apt-get install chromium failed; the report's browser test cannot run"; \
 	     else echo "note: no Chromium on PATH; install it (apt-get install chromium) to run the report's browser test"; fi
 
+# tests/test_hub_http.py serves a hub through lighttpd and sshd (lineage hub serve): install them when
+# missing, where that is possible (root with apt-get); elsewhere those tests fail and name the install.
+.PHONY: webserver
+webserver:
+	@(command -v lighttpd >/dev/null || test -x /usr/sbin/lighttpd) && (command -v sshd >/dev/null || test -x /usr/sbin/sshd) \
+	  || if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lighttpd openssh-server >/dev/null) \
+	         || echo "note: apt-get install lighttpd openssh-server failed; the served-hub tests cannot run"; \
+	     else echo "note: install lighttpd and openssh-server (apt-get) to run the served-hub tests"; fi
+
 # Two workers (the machines have 2 cores); each test module runs whole on one worker, in the
 # order tests/conftest.py collects them (the longest first; see
 # tests/conftest.py), so its fixtures are built once. JOBS=0 runs in this process.
 JOBS ?= 2
-test: $(STAMP) browser lint
+test: $(STAMP) browser webserver lint
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadscope --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 # ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and mypy (strict on lineage/core); both

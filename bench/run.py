@@ -13,6 +13,8 @@ and writes bench/results/<case>.json; none is a pass/fail test):
     storage    DVC cache growth per generation, full weights vs LoRA, against the model's size
     arbiter    `lineage arbiter evaluate` of a candidate vs that candidate's training time
     warm       `dvc repro` with stages forked from a warm server vs a process per stage
+    serve      `lineage serve`: requests/s, p50/p99 at steady state and during a promotion's and a
+               rollback's cut-over (20 s per size; baseline: the steady phase of the same server)
     validity   the gate's confusion matrix: seven kinds of candidate per seed (one that earned main,
                six that did not), each judged by `lineage arbiter evaluate` and `lineage promote`
 
@@ -40,6 +42,7 @@ import gate_validity  # noqa: E402
 import hooks  # noqa: E402
 import promotion_size  # noqa: E402
 import record_scale  # noqa: E402
+import serve  # noqa: E402
 import storage  # noqa: E402
 import warm  # noqa: E402
 import window  # noqa: E402
@@ -123,6 +126,7 @@ CASES = {
     "arbiter": (arbiter.add_arguments, arbiter.run),
     "warm": (warm.add_arguments, warm.run),
     "validity": (gate_validity.add_arguments, gate_validity.run),
+    "serve": (serve.add_arguments, serve.run),
 }
 ALIASES = {"promotion_size": "promotion", "record_scale": "record", "hook": "hooks", "verify": "promotion",
            "gate_validity": "validity"}
@@ -152,6 +156,11 @@ def _headline(case: str, r: dict) -> str:
     if case == "record":
         return "; ".join(f"{rd['state'].split(' (')[0]}: lineage log {rd['cases']['lineage log']['median_s']:.2f} s "
                          f"({rd['cases']['lineage log']['ratio_vs_git_log']:.1f}x git log)" for rd in r["rounds"])
+    if case == "serve":
+        return (f"failed requests {r['failed_requests']} (target 0); p99 during a cut-over "
+                f"{r['worst_p99_vs_steady']:.2f}x steady (target <= 2x); cut-over "
+                + ", ".join(f"{common.human(x['weights_bytes'])} {x['phases']['promote']['cutover_s']:.2f} s"
+                            for x in r["runs"]))
     if case == "validity":
         return (f"false accepts {r['false_accepts']} of {r['expected_rejects_judged']} (target 0), false rejects "
                 f"{r['false_rejects']} of {r['expected_accepts_judged']} (target <= 1 in 25)"

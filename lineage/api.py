@@ -177,6 +177,19 @@ def shadow(candidate: str, store: PathLike = ".") -> dict:
     return _shadow.shadow(Store.open(store), candidate)
 
 
+def serve(store: PathLike = ".", port: int | None = None, bind: str | None = None, shadow: str | None = None,
+          shadow_rate: float | None = None, ready=None, poll_seconds: float | None = None) -> dict:
+    """Serve the protected branch's generation over OpenAI-compatible HTTP until stopped; cut over when it moves.
+
+    Raises:
+        ServeError: the port is taken, or the protected branch serves no generation yet.
+        UsageError: the shadow candidate is unknown or failed its gate.
+    """
+    from .loop import serve as serving
+
+    return serving.serve(Store.open(store), port, bind, shadow, shadow_rate, ready, poll_seconds)
+
+
 def stats(store: PathLike = ".") -> _stats.LoopStats:
     """How the evolution loop is doing, from the log alone."""
     return _stats.stats(Store.open(store))
@@ -306,8 +319,12 @@ def keys_allow(principal: str, public_key: str, role: str, store: PathLike = "."
     return signers.keys_allow(Store.open(store), principal, public_key, role)
 
 
-def hub_init(path: PathLike, store: PathLike | None = ".", name: str = "hub"):
-    """Create a hub; register it as a remote of the store at `store` when that is a store."""
+def hub_init(path: PathLike, store: PathLike | None = ".", name: str = "hub", dvc_remote: str | None = None):
+    """Create a hub; register it as a remote of the store at `store` when that is a store.
+
+    dvc_remote: the DVC remote the hub advertises to clones (default: the store's default DVC remote).
+    """
+    from .adapters import dvc
     from .core.errors import NotAStoreError
     from .guard import hub
 
@@ -315,7 +332,66 @@ def hub_init(path: PathLike, store: PathLike | None = ".", name: str = "hub"):
         opened = Store.open(store) if store is not None else None
     except NotAStoreError:
         opened = None
-    return hub.init(path, opened.protected if opened else "main", opened, name)
+    if dvc_remote is None and opened is not None:
+        dvc_remote = dvc.default_remote_url(opened.root)
+    return hub.init(path, opened.protected if opened else "main", opened, name, dvc_remote)
+
+
+def hub_dvc_remote(path: PathLike, url: str) -> str:
+    """Set the DVC remote a hub advertises to clones (kept in its config, published on refs/lineage/hub)."""
+    from .guard import hub, hub_access
+
+    hub.advertise(hub_access.require_hub(path), url)
+    return url
+
+
+def hub_serve(path: PathLike, port: int | None, bind: str = "127.0.0.1", echo=None, ssh_port: int | None = None):
+    """Serve a hub over smart HTTP (lighttpd + git http-backend) and/or SSH (sshd) until SIGTERM or Ctrl-C."""
+    from .moves import hub_serve
+
+    return hub_serve.serve(path, port, bind, echo, ssh_port)
+
+
+def hub_user_add_key(path: PathLike, name: str, role: str, public: str) -> tuple[str, str]:
+    """Let a hub's user in over SSH with a public key (forced to git on the hub), with one role."""
+    from .guard import hub_access
+
+    return hub_access.add_ssh_key(path, name, role, public)
+
+
+def hub_user_add(path: PathLike, name: str, role: str, password: str) -> tuple[str, str]:
+    """Give a hub a user with a password and one role (proposer, arbiter, approver)."""
+    from .guard import hub_access
+
+    return hub_access.add_user(path, name, role, password)
+
+
+def hub_user_remove(path: PathLike, name: str) -> None:
+    """Take a user off a hub."""
+    from .guard import hub_access
+
+    hub_access.remove_user(path, name)
+
+
+def hub_users(path: PathLike) -> list[tuple[str, str]]:
+    """(name, role) of every user of a hub."""
+    from .guard import hub_access
+
+    return hub_access.users(path)
+
+
+def hub_log(path: PathLike) -> list[dict]:
+    """The hub's push log: who pushed each ref update, accepted or refused."""
+    from .guard import hub_access
+
+    return hub_access.read_log(path)
+
+
+def clone(url: str, dest: PathLike, dvc_remote: str | None = None):
+    """Clone a hub into a working store: its advertised DVC remote, the local hook, the served weights."""
+    from .moves import clone as _clone
+
+    return _clone.clone(url, dest, dvc_remote)
 
 
 def push(store: PathLike = ".", remote: str = "hub") -> _sync.PushResult:

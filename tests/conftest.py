@@ -327,7 +327,7 @@ def _shared_root(tmp_path_factory) -> Path:
 def trained_g000(tmp_path_factory, params: dict | None, change: dict | None = None,
                  era1: bool = True) -> Path:
     """A store whose main serves G000 trained with params (the template's defaults updated by these
-    sections; None: the defaults), with era 1 registered (staged) and era 1's exam approved on main.
+    sections; None: the defaults), with era 1 registered (waiting for a candidate) and era 1's exam approved on main.
     `change` is committed by `lineage change` before training. Built once per run for each distinct
     recipe, shared by every module and worker that asks for it: never edit it, copy it with clone_store.
     """
@@ -354,7 +354,7 @@ def trained_g000(tmp_path_factory, params: dict | None, change: dict | None = No
                 lineage(store, "change", "--reason", "the test's own settings")
             assert "PASS" in lineage(store, "propose").stdout
             lineage(store, "promote", "candidates/G000-a")
-            if era1:  # era 1's data waits staged for the next candidate; its exam is on main
+            if era1:  # era 1's data waits for the next candidate; its exam is on main
                 lineage(store, "corpus", "write", "1", folder / "era1.jsonl")
                 lineage(store, "data", "add", folder / "era1.jsonl")
                 lineage(store, "corpus", "exam", "1", folder / "exam1.jsonl")
@@ -378,7 +378,7 @@ def real_g000(tmp_path_factory):
 # which pytest 9 no longer reads back.) Modules are handed out longest first (measured with
 # --durations), so the two workers finish together; the rest follow in collection order.
 LONGEST_FIRST = ["test_gate_honesty", "test_evolve", "test_promotion", "test_gc", "test_faults", "test_train_stage",
-                 "test_signatures", "test_report", "test_adversarial", "test_s3_remote"]
+                 "test_signatures", "test_report", "test_adversarial", "test_hub_http", "test_s3_remote"]
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -41,6 +41,11 @@ def staged(store: Path) -> list[str]:
     return sorted(git(store, "diff", "--cached", "--name-only").split())
 
 
+def waiting(store: Path) -> list[str]:
+    """Registered deltas waiting for their candidate, out of the index (.git/lineage/pending)."""
+    return sorted(p.name for p in (store / ".git" / "lineage" / "pending").glob("*.dvc"))
+
+
 def head(store: Path) -> str:
     return git(store, "rev-parse", "HEAD").strip()
 
@@ -201,7 +206,7 @@ def test_exam_add_refuses_an_item_that_overlaps_registered_data(store, tmp_path)
     code, _, err = run_cli("exam", "add", tmp_path / "exam.jsonl", cwd=store)
 
     one_error(code, err, "exam.jsonl:2:", "overlaps training data", f"data/deltas/d001-era1.jsonl:{line}")
-    assert staged(store) == ["data/deltas/.gitignore", "data/deltas/d001-era1.jsonl.dvc"]
+    assert staged(store) == [] and waiting(store) == ["d001-era1.jsonl.dvc"]
 
 
 # ---------------------------------------------------------------- lineage data add against main's exam
@@ -245,7 +250,7 @@ def test_data_add_refuses_probe_records_with_the_way_to_the_exam(store, tmp_path
 
 # ---------------------------------------------------------------- lineage change
 
-def test_change_commits_only_the_exam_and_leaves_pending_data_staged(store, tmp_path):
+def test_change_commits_only_the_exam_and_leaves_registered_data_waiting(store, tmp_path):
     era1, exam1 = tmp_path / "era1.jsonl", tmp_path / "exam1.jsonl"
     run_cli("corpus", "write", "1", era1, cwd=tmp_path)
     run_cli("corpus", "exam", "1", exam1, cwd=tmp_path)
@@ -258,8 +263,8 @@ def test_change_commits_only_the_exam_and_leaves_pending_data_staged(store, tmp_
     assert code == 0, err
     changed = git(store, "diff", "--name-only", before, "HEAD").split()
     assert sorted(changed) == ["exam/generalize.jsonl", "exam/recall.jsonl", "exam/tone.jsonl"]
-    assert staged(store) == ["data/deltas/.gitignore", "data/deltas/d001-era1.jsonl.dvc"], \
-        "registered data waits for its candidate"
+    assert staged(store) == [] and waiting(store) == ["d001-era1.jsonl.dvc"], \
+        "registered data waits for its candidate, out of the index"
     assert "Approved-Change: 1" in git(store, "log", "-1", "--format=%B")
     assert git(store, "status", "--porcelain", "--", "exam") == ""
     shown = json.loads(run_cli("--json", "exam", "show", cwd=store)[1])

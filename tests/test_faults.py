@@ -68,6 +68,11 @@ def dirty(store: Path) -> list[str]:
     return [ln for ln in lines if not ln[3:].startswith("data/deltas/")]
 
 
+def waiting(store: Path) -> list[str]:
+    """The registered deltas waiting for a candidate, as status names them."""
+    return json.loads(lineage(store, "--json", "status", "--no-remote").stdout)["pending_data"]
+
+
 def assert_settled(store: Path) -> None:
     """What every converged store looks like: home, clean, no journal, verify passes."""
     assert sh(["git", "symbolic-ref", "--short", "HEAD"], store).stdout.strip() == "main"
@@ -202,8 +207,7 @@ def _frozen(store: Path, candidate: str) -> dict | None:
 def test_propose_killed_before_its_run_finished_is_frozen_aborted_and_data_stays_pending(base, tmp_path, point):
     store = clone_store(base, tmp_path / "luna")
     main = rev(store, "main")
-    pending = sorted(sh(["git", "diff", "--cached", "--name-only"], store).stdout.split())
-    assert pending  # era 1 is registered, waiting for a candidate
+    assert waiting(store) == ["d001-era1"]  # era 1 is registered, waiting for a candidate
 
     assert lineage(store, "propose", "--name", "c", check=False, fault=point).returncode == KILLED
     assert rev(store, "main") == main and _frozen(store, "G002-c") is None
@@ -213,7 +217,7 @@ def test_propose_killed_before_its_run_finished_is_frozen_aborted_and_data_stays
     frozen = _frozen(store, "G002-c")
     assert frozen["verdict"] == "ABORTED" and frozen["commit"] == main
     assert events(store)[-1]["event"] == "REJECT"
-    assert sorted(sh(["git", "diff", "--cached", "--name-only"], store).stdout.split()) == pending
+    assert waiting(store) == ["d001-era1"]
     assert rev(store, "main") == main
     assert_settled(store)
 
@@ -262,8 +266,8 @@ def test_data_registered_before_an_interrupted_candidate_stays_pending_whoever_w
     sh(["git", "clean", "-fdq", "--", "reports", "data"], store)
     assert sh(["git", "diff", "--cached", "--name-only"], store).stdout == ""
     lineage(store, "repair")
-    assert sorted(sh(["git", "diff", "--cached", "--name-only"], store).stdout.split()) == \
-        ["data/deltas/.gitignore", "data/deltas/d001-era1.jsonl.dvc"]
+    assert waiting(store) == ["d001-era1"]  # it waits outside the index: nothing a checkout could drop
+    assert sh(["git", "diff", "--cached", "--name-only"], store).stdout == ""
     assert_settled(store)
 
 

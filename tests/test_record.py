@@ -123,6 +123,16 @@ def test_a_typo_in_an_override_is_refused_before_anything_is_created(record, tmp
     assert sh(["git", "for-each-ref"], store).stdout == refs  # no branch, no tag, no log event, no number spent
 
 
+def test_a_failed_propose_prints_the_exact_next_command(record, tmp_path):
+    store = clone_store(record, tmp_path / "luna")
+    sh(["git", "checkout", "-q", "candidates/G002-a", "--", "data/deltas"], store)  # data to train on
+    proc = lineage(store, "propose", "--name", "n", "-S", "train.max_steps=150", check=False)
+    assert proc.returncode == 1
+    assert "next: 'lineage show G005-n' says why; fix that and run 'lineage propose' again" in proc.stdout
+    assert "this attempt keeps G005: the next one takes a new number" in proc.stdout
+    assert "reason: budget exceeded" in lineage(store, "show", "G005-n").stdout
+
+
 def test_json_is_accepted_after_the_subcommand_as_before_it(record):
     after = json.loads(lineage(record, "status", "--no-remote", "--json").stdout)
     before = json.loads(lineage(record, "--json", "status", "--no-remote").stdout)
@@ -135,7 +145,8 @@ def test_ctrl_c_exits_130_not_1(record, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "lineage", "propose", "--name", "i"], cwd=store,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (store / ".git" / "lineage" / "operations").is_dir():
+    operations = store / ".git" / "lineage" / "operations"  # kept from earlier commands: wait for this one's
+    while time.monotonic() < deadline and not list(operations.glob("*.json")):
         time.sleep(0.05)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)

@@ -469,6 +469,34 @@ def prune_worktrees(cwd: str | Path, dry_run: bool) -> list[str]:
     return git(["worktree", "prune", "--verbose", *(["--dry-run"] if dry_run else [])], cwd=cwd).stderr.splitlines()
 
 
+def http_backend() -> str:
+    """The path of git's own smart-HTTP CGI program, git-http-backend."""
+    return str(Path(_out(["--exec-path"], ".")) / "git-http-backend")
+
+
+def exec_pack(service: str, repository: str | Path, env: dict) -> None:
+    """Replace this process with git's upload-pack or receive-pack on repository (an SSH forced command)."""
+    if service not in ("upload-pack", "receive-pack"):
+        raise ValueError(service)
+    os.execvpe("git", ["git", service, str(repository)], {**os.environ, **env})
+
+
+def clone(url: str, dest: str | Path, origin: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """git clone URL DEST with the remote named origin; never raises (the caller reads why it failed)."""
+    return git(["clone", "-q", "--origin", origin, url, str(dest)], cwd=".", check=False,
+               env={**_no_prompt(), **(env or {})})
+
+
+def ls_remote(cwd: str | Path, url: str, refs: list[str]) -> subprocess.CompletedProcess:
+    """git ls-remote URL REFS; never raises."""
+    return git(["ls-remote", url, *refs], cwd=cwd, check=False, env=_no_prompt())
+
+
+def _no_prompt() -> dict:
+    """Without a terminal on stdin, git must fail on missing credentials rather than wait at a prompt."""
+    return {} if os.isatty(0) else {"GIT_TERMINAL_PROMPT": "0"}
+
+
 def fetch(cwd: str | Path, remote: str, refspecs: list[str]) -> None:
     git(["fetch", "-q", remote, *refspecs], cwd=cwd)
 

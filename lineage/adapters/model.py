@@ -94,7 +94,9 @@ def load(path: str | Path, device: str = "cpu", dtype: str | None = None):
     """Load (model, tokenizer) from a local directory, safetensors only, never from a hub."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in the arbiter's and stages' output
     path = check_model_dir(path)
     torch_dtype = getattr(torch, dtype) if dtype else torch.float32
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)

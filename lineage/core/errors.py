@@ -5,11 +5,13 @@ Hierarchy::
     LineageError                      base; exit code 3 (store error) unless noted
     ├── UsageError                    bad arguments or params (exit 2)
     │   ├── ParamsError               params.yaml: unknown key, wrong type
-    │   └── PolicyError               policy: unknown key, impossible threshold
+    │   ├── PolicyError               policy: unknown key, impossible threshold
+    │   └── BadRequestError           lineage serve: a malformed or oversized HTTP request (HTTP 400)
     ├── StoreError                    the store itself is missing or inconsistent
     │   ├── NotAStoreError
     │   ├── DirtyTreeError
-    │   └── InitConflictError
+    │   ├── InitConflictError
+    │   └── ServeError                lineage serve cannot start (port in use, nothing served)
     ├── DataGateError                 data refused before training (exit 1)
     │   ├── UnsafePathError
     │   ├── SecretFoundError
@@ -206,3 +208,15 @@ class IntegrityError(LineageError):
         self.what, self.problem = what, problem
         super().__init__(f"integrity check failed: {what}: {problem}",
                          "Restore the file from the DVC remote ('dvc pull --force') or investigate tampering.")
+
+
+class BadRequestError(UsageError):
+    """An HTTP request to `lineage serve` the server refuses (400): the server keeps serving."""
+
+    def __init__(self, problem: str, param: str | None = None, code: str = "invalid_request") -> None:
+        self.problem, self.param, self.code = problem, param, code
+        super().__init__(problem)
+
+
+class ServeError(StoreError):
+    """`lineage serve` cannot start: the port is taken, or the protected branch serves nothing."""

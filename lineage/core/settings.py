@@ -5,6 +5,7 @@ The `policy:` section is parsed by :mod:`lineage.core.policy`; everything else l
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,22 @@ SCHEMA: dict[str, Any] = {
     },
     "card": {
         "license": (str, "apache-2.0", None),
+    },
+    # lineage serve; read from the protected branch's tip (like the policy), so a change to it is approved
+    "serve": {
+        "port": (int, 8000, None),
+        "bind": (str, "127.0.0.1", None),
+        "max_prompt_chars": (int, 8000, None),      # a longer prompt is answered 400, never truncated
+        "max_new_tokens": (int, 256, None),         # the cap on a request's max_tokens
+        "poll_seconds": (float, 1.0, None),         # how often the server looks at the protected branch
+        "shadow_rate": (float, 0.25, None),         # share of live requests mirrored to a shadow candidate
+        "shadow_flush_every": (int, 20, None),      # mirrored answers per SHADOW event in the log
+        "burn_in_seconds": (float, 60.0, None),     # the live burn-in window after a promotion's cut-over
+        "burn_in_min_requests": (int, 5, None),     # requests before the error rate is judged
+        "burn_in_max_error_rate": (float, 0.05, None),
+        "burn_in_max_p99_ms": (float, 0.0, None),   # p99 inference latency limit; 0: not judged
+        "min_live_samples": (int, 0, None),         # promote needs this many logged live shadow answers; 0: off
+        "min_live_parity": (float, 0.0, None),      # ... agreeing at least this share
     },
 }
 POSITIVE = {"seed": False}
@@ -130,13 +147,54 @@ class Settings:
                 raise ParamsError(f"train.{key}", "must be at least 1")
         if train["learning_rate"] <= 0:
             raise ParamsError("train.learning_rate", "must be positive")
+        serve = values["serve"]
+        if not 0 <= serve["port"] <= 65535:
+            raise ParamsError("serve.port", f"{serve['port']} is not a TCP port (0-65535)")
+        if max(serve["shadow_rate"], serve["burn_in_max_error_rate"], serve["min_live_parity"]) > 1:
+            raise ParamsError("serve", "shadow_rate, burn_in_max_error_rate and min_live_parity are shares from 0 to 1")
+        if serve["poll_seconds"] <= 0 or serve["max_prompt_chars"] < 1 or serve["max_new_tokens"] < 1:
+            raise ParamsError("serve", "poll_seconds, max_prompt_chars and max_new_tokens must be positive")
         if values["scratch"]["hidden_size"] % values["scratch"]["num_heads"]:
             raise ParamsError("scratch.hidden_size", "must be a multiple of scratch.num_heads")
         return cls(values=values, raw=raw)
 
     @classmethod
     def load(cls, path: str | Path = "params.yaml") -> Settings:
-        return cls.from_dict(load_yaml(path))
+        """The settings a run uses: path, with the candidate's overrides.yaml beside it merged on top."""
+        return cls.from_dict(run_params(path))
+
+
+# A candidate's -S overrides, on top of params.yaml. params.yaml holds the store's settings and
+# changes only by a person's approved change; overrides.yaml is one run's own, rewritten by every
+# propose (empty without -S). On the protected branch it records what the served generation
+# trained with; it never becomes the next candidate's default.
+OVERRIDES = "overrides.yaml"
+
+
+def merge_params(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of params with overrides merged in, section by section."""
+    out = copy.deepcopy(params)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_params(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def run_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """params.yaml at path with the overrides.yaml beside it (when there is one) merged on top."""
+    path = Path(path)
+    params = load_yaml(path)
+    beside = path.parent / OVERRIDES
+    return merge_params(params, load_yaml(beside)) if beside.is_file() else params
+
+
+def overrides_text(overrides: dict[str, Any], candidate: str) -> str:
+    """overrides.yaml as propose writes it on a candidate: what it is, then the overrides (or {})."""
+    head = (f"# The -S overrides {candidate} trained with, on top of params.yaml (written by lineage propose).\n"
+            "# params.yaml stays the store's settings: the next propose starts from it alone.\n")
+    return head + (yaml.safe_dump(overrides, sort_keys=False) if overrides else "{}\n")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

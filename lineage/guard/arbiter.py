@@ -31,6 +31,7 @@ from ..core.errors import ArbiterRefusedError, LineageError
 from ..core.gate import judge
 from ..core.metrics import BudgetUsed, EvalMetrics
 from ..core.policy import Policy
+from ..core.settings import OVERRIDES, merge_params
 from .evidence import DELTA_DVC, RESTORED, ROLLBACK_FILES, SIGNERS_FILE, DeltaFile, MoveEvidence, as_bytes, gather_move
 from .signed import ApprovalMissingError, judge_signatures
 from .signers import one_key_one_role, parse_signers
@@ -39,9 +40,10 @@ __all__ = ["ApprovalMissingError", "Decision", "check_move", "check_signed_move"
 
 # What a generation commit may touch relative to its parent commit.
 GENERATION_PATHS = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/*", "reports/**",
-                    "data/deltas/*.dvc", "data/deltas/.gitignore", "data/.gitignore", "params.yaml")
-# What an approved change may never touch: the evidence of the served generation.
-EVIDENCE = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md")
+                    "data/deltas/*.dvc", "data/deltas/.gitignore", "data/.gitignore", "params.yaml", OVERRIDES)
+# What an approved change may never touch: the evidence of the served generation (with the -S
+# overrides it trained with).
+EVIDENCE = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", OVERRIDES)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Decision:
     verdict: str | None
     composite: float | None
     signed: str | None = None
+    claims_failed: tuple[str, ...] = ()  # criteria the proposer's own numbers fail (a claim, with signers)
 
 
 def check_move(repo, old_id: str | None, new_id: str, protected: str = "main") -> Decision:
@@ -104,18 +107,27 @@ def judge_move(ev: MoveEvidence) -> Decision:
         _judge_generation_paths(ev)
         decision = _judge_evidence(ev, generation)
     # In a store with signers the evidence is a claim: the signatures it requires come on top.
-    return replace(decision, signed=judge_signatures(ev, decision.kind, decision.generation))
+    return replace(decision, signed=judge_signatures(ev, decision.kind, decision.generation,
+                                                     decision.claims_failed))
 
 
-def _policy_of(text: str | None, ref: str, whose: str):
-    """The policy section of a params.yaml text; a file that is not a YAML mapping is refused."""
+def _mapping_of(text: str | None, ref: str, whose: str, name: str = "params.yaml") -> dict:
+    """A params.yaml (or overrides.yaml) text as a mapping; a file that is not a YAML mapping is refused."""
     try:
         params = yaml.safe_load(text or "") or {}
     except yaml.YAMLError:
         params = None
     if not isinstance(params, dict):
-        raise ArbiterRefusedError(ref, f"{whose} params.yaml is not a YAML mapping",
-                                  "params.yaml must stay a mapping of settings; fix it on the candidate.")
+        raise ArbiterRefusedError(ref, f"{whose} {name} is not a YAML mapping",
+                                  f"{name} must stay a mapping of settings; fix it on the candidate.")
+    return params
+
+
+def _policy_of(text: str | None, ref: str, whose: str, overrides: str | None = None):
+    """The policy section of a params.yaml text, with the overrides.yaml text merged on top."""
+    params = _mapping_of(text, ref, whose)
+    if overrides is not None:
+        params = merge_params(params, _mapping_of(overrides, ref, whose, OVERRIDES))
     return params.get("policy")
 
 
@@ -123,7 +135,7 @@ def _judge_generation_paths(ev: MoveEvidence) -> None:
     """A generation touches only its evidence, registered deltas and (not the policy of) params.yaml."""
     ref = ev.ref
     for path in ev.changed:
-        if path == "params.yaml":
+        if path in ("params.yaml", OVERRIDES):
             continue
         if path == SIGNERS_FILE:
             raise ArbiterRefusedError(ref, f"the candidate edits {SIGNERS_FILE}, "
@@ -141,7 +153,8 @@ def _judge_generation_paths(ev: MoveEvidence) -> None:
                                       "has registered stays as it is.")
         if fnmatch.fnmatch(path, DELTA_DVC) and path in ev.delta_files:
             _judge_delta_dvc_file(ref, path, ev.delta_files[path])
-    if "params.yaml" in ev.changed and _policy_of(ev.new_files.get("params.yaml"), ref, "the candidate's") != \
+    if {"params.yaml", OVERRIDES} & set(ev.changed) and \
+            _policy_of(ev.new_files.get("params.yaml"), ref, "the candidate's", ev.new_files.get(OVERRIDES)) != \
             _policy_of(ev.old_files.get("params.yaml"), ref, f"{ev.protected}'s"):
         raise ArbiterRefusedError(ref, "the candidate edits the policy it is judged by",
                                   "Policy changes need a person's approved change, never a promotion.")
@@ -234,7 +247,8 @@ def _judge_evidence(ev: MoveEvidence, generation: str) -> Decision:
                                        f"{', '.join(verdict.failed)}", "Train a better candidate.")
     # With signers the proposer's numbers are only a claim: the arbiter's signed verdict, judged next
     # on its own measurements, decides (a claim a little under a threshold must not refuse what it passed).
-    return Decision("promotion", generation, verdict.verdict, verdict.composite)
+    return Decision("promotion", generation, verdict.verdict, verdict.composite,
+                    claims_failed=tuple(verdict.failed))
 
 
 def _mapping(value, name: str) -> dict:

@@ -18,6 +18,7 @@ import yaml
 
 from ..adapters import git
 from ..core.errors import LineageError
+from ..core.settings import OVERRIDES
 from ..store import refs
 from ..store.exam import pin_digest, read_exam
 from . import attest, risk, verdict
@@ -26,13 +27,13 @@ from .signers import requires
 SIGNERS_FILE = "allowed_signers"
 DELTA_DVC = "data/deltas/*.dvc"
 # The files a generation's evidence is made of, read from the candidate commit.
-EVIDENCE_FILES = ("params.yaml", "metrics.json", "reports/train/metrics.json", "reports/gate.json",
+EVIDENCE_FILES = ("params.yaml", OVERRIDES, "metrics.json", "reports/train/metrics.json", "reports/gate.json",
                   "reports/train/hashes.csv", "reports/train/manifest.json", "dvc.lock", SIGNERS_FILE)
 OLD_FILES = ("params.yaml", SIGNERS_FILE)  # read from the replaced commit
 # What a rollback must restore exactly as the generation it names had it: the files named first
 # (for a readable refusal), then every restored entry by object id (reports/ as a whole folder).
 ROLLBACK_FILES = ("dvc.lock", "metrics.json", "reports/train/hashes.csv", "reports/train/manifest.json")
-RESTORED = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports")
+RESTORED = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports", OVERRIDES)
 
 
 @dataclass(frozen=True)

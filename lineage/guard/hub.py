@@ -15,29 +15,48 @@ Local hooks catch mistakes; a clone can delete them and pygit2 never runs them. 
   one parent, all the way back to what the hub holds;
 - verdicts (``refs/lineage/verdicts/<commit>``) are created or grown, never rewound or deleted,
   and every new verdict commit must be a verdict about the commit its ref names, signed by a key
-  with the arbiter role in the protected branch's ``allowed_signers``.
+  with the arbiter role in the protected branch's ``allowed_signers``;
+- candidate branches (``refs/heads/candidates/*``) are never deleted;
+- any other tag naming a registry stage or version (GTO style: ``name#prod#3``, ``name@v1.2.0``) points
+  at a commit the protected branch served (its first-parent history);
+- ``refs/lineage/hub`` (what the hub advertises to clones: its DVC remote) is never pushed: the hub's
+  owner sets it on the server ('lineage hub dvc-remote').
+
+A hub served over HTTP also knows who pushes (``REMOTE_USER``): the rules by role are in hub_access.py,
+and every ref update, accepted or refused, goes into the hub's push log.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..adapters import git
 from ..core.errors import ArbiterRefusedError, LineageError, StoreError, UsageError
-from . import verdict
+from ..store import registry
+from . import hub_access, verdict
 from .arbiter import check_signed_move
 from .signers import SIGNERS_FILE, requires
 
 ZERO = "0" * 40
 ROOT_KEY = "lineage.rootCommit"
 LOG_REF = "refs/lineage/log"
+HUB_REF = "refs/lineage/hub"
+DVC_KEY = "lineage.dvcRemote"
 HOOK = """#!/bin/sh
 # lineage hub: every pushed ref update goes through the arbiter (see lineage/hub.py).
 exec "{python}" -m lineage.guard.hub
 """
+POST_HOOK = """#!/bin/sh
+# lineage hub: record who pushed each accepted ref update in the hub's push log.
+exec "{python}" -m lineage.guard.hub post-receive
+"""
+# A tag that names a registry stage or version, as GTO writes them: name#stage#N, name#stage, name@v1.2.3.
+REGISTRY_TAG = re.compile(r"#|@v?\d")
 
 
 @dataclass(frozen=True)
@@ -47,8 +66,12 @@ class HubInit:
     remote_name: str | None
 
 
-def init(path: str | Path, protected_branch: str = "main", store=None, name: str = "hub") -> HubInit:
+def init(path: str | Path, protected_branch: str = "main", store=None, name: str = "hub",
+         dvc_remote: str | None = None) -> HubInit:
     """Create a bare hub for a store with signers: the arbiter in its pre-receive hook, its root pinned.
+
+    dvc_remote: the DVC remote the hub advertises to clones, kept in its config as lineage.dvcRemote
+    (None: none yet; 'lineage hub dvc-remote').
 
     Raises:
         UsageError: not in a store, or the store's protected branch lists no one in allowed_signers.
@@ -70,11 +93,43 @@ def init(path: str | Path, protected_branch: str = "main", store=None, name: str
                        ("core.fsync", "reference,objects"), ("core.fsyncMethod", "fsync"),
                        ("receive.fsckObjects", "true"), (ROOT_KEY, root_commit)):
         git.config_set(hub, key, value)
-    hook = hub / "hooks" / "pre-receive"
-    hook.write_text(HOOK.replace("{python}", sys.executable))
-    os.chmod(hook, 0o755)
+    install_hooks(hub)
+    if dvc_remote:  # published on refs/lineage/hub when the hub is served ('lineage hub serve')
+        git.config_set(hub, DVC_KEY, dvc_remote)
     git.set_remote(store.root, name, str(hub))
     return HubInit(str(hub), protected_branch, name)
+
+
+def install_hooks(hub: Path) -> None:
+    """Write the hub's pre-receive (the arbiter) and post-receive (the push log) hooks."""
+    for name, text in (("pre-receive", HOOK), ("post-receive", POST_HOOK)):
+        hook = hub / "hooks" / name
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(text.replace("{python}", sys.executable))
+        os.chmod(hook, 0o755)
+
+
+def advertise(hub: Path, dvc_remote: str) -> str:
+    """Keep the DVC remote in the hub's config and publish it on refs/lineage/hub, where clones read it."""
+    git.config_set(hub, DVC_KEY, dvc_remote)
+    repo = git.open_bare(hub)
+    message = json.dumps({"dvc_remote": dvc_remote, "protected_branch": _config(repo, "lineage.protectedBranch")
+                          or "main"}, sort_keys=True)
+    current = git.ref_commit(repo, HUB_REF)
+    if current is not None and repo[current].message.strip() == message:
+        return current
+    commit = git.write_empty_commit(repo, message + "\n", current)
+    git.update_ref(hub, HUB_REF, commit, current)
+    return commit
+
+
+def advertised(message: str) -> dict:
+    """What a hub's refs/lineage/hub commit says (empty when it is not the JSON advertise writes)."""
+    try:
+        data = json.loads(message)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 _FIRST_PARENTS: dict[tuple[str, str], set[str]] = {}  # per-process memo: a push checks many tags
@@ -161,6 +216,32 @@ def check_update(repo, old: str, new: str, ref: str, protected: str, logs=(), ma
         return
     if ref.startswith(verdict.VERDICTS_REF):
         _check_verdicts(repo, old, new, ref, main_tip)
+        return
+    if ref.startswith("refs/heads/candidates/") and new == ZERO:
+        raise ArbiterRefusedError(ref, "candidate branches are never deleted on the hub")
+    if ref == HUB_REF:
+        raise ArbiterRefusedError(ref, "what the hub advertises is set on the server, never pushed",
+                                  "On the server: 'lineage hub dvc-remote PATH URL'.")
+    if ref.startswith("refs/tags/") and _is_model_tag(repo, ref, main_tip):
+        # GTO's tags of the model main's dvc.yaml declares: never moved or deleted, on what main promoted.
+        if why := registry.check_tag(repo, ref, old, new, main_tip):
+            raise ArbiterRefusedError(ref, why, "lineage promote and rollback write these tags; push them with "
+                                                "'lineage push'.")
+        return
+    if ref.startswith("refs/tags/") and new != ZERO and REGISTRY_TAG.search(ref[len("refs/tags/"):]):
+        commit = git.try_peel_commit(repo, new)
+        if commit is None or str(commit.id) not in _first_parent_ids(repo, main_tip):
+            raise ArbiterRefusedError(ref, f"a registry tag must name a commit {protected} served; "
+                                           f"{new[:12]} is not on {protected}'s first-parent history",
+                                      f"Tag a generation {protected} serves (or served).")
+
+
+def _is_model_tag(repo, ref: str, main_tip: str | None) -> bool:
+    """A version or stage tag of the model the protected branch's dvc.yaml declares as a DVC artifact."""
+    if not main_tip or main_tip == ZERO:
+        return False
+    name = registry.declared_name(git.read_blob(repo, git.peel_commit(repo, main_tip), "dvc.yaml"))
+    return name is not None and registry.is_registry_tag(ref, name)
 
 
 def _check_linear(repo, old: str, new: str, ref: str) -> None:
@@ -202,12 +283,25 @@ def _check_verdicts(repo, old: str, new: str, ref: str, main_tip: str | None) ->
         commit = commit.parents[0]
 
 
-def receive(lines: list[str], git_dir: str) -> int:
-    """pre-receive: check every update; any refusal rejects the whole push."""
-    repo = git.open_bare(git_dir, os.environ.get("GIT_OBJECT_DIRECTORY"))
+def receive(lines: list[str], git_dir: str, environ=os.environ) -> int:
+    """pre-receive: check every update; any refusal rejects the whole push (and goes into the push log).
+
+    environ: REMOTE_USER there is who pushes over HTTP (the web server checked the password); without
+    it (a push over the path) only the rules for everyone apply.
+    """
+    repo = git.open_bare(git_dir, environ.get("GIT_OBJECT_DIRECTORY"))
     protected = _config(repo, "lineage.protectedBranch") or "main"
-    failed = 0
+    failed, reasons = 0, []
     updates = [line.split() for line in lines if line.strip()]
+    user = environ.get("REMOTE_USER") or None
+    role = hub_access.role_of(repo, user) if user else None
+    if user and role is None:
+        why = f"{user} has no role on this hub"
+        print(f"lineage hub: refused: {why}", file=sys.stderr)
+        print("lineage hub: hint: the hub's owner gives one: 'lineage hub user add NAME --role proposer|arbiter|"
+              "approver'", file=sys.stderr)
+        hub_access.record(git_dir, user, updates, "refused", why)
+        return 1
     logs = [new for _old, new, ref in updates if ref == LOG_REF and new != ZERO]
     verdicts = [new for _old, new, ref in updates if ref.startswith(verdict.VERDICTS_REF) and new != ZERO]
     main_tip = next((new for _old, new, ref in updates if ref == f"refs/heads/{protected}"), None)
@@ -217,12 +311,17 @@ def receive(lines: list[str], git_dir: str) -> int:
     main_tip = None if main_tip == ZERO else main_tip
     for old, new, ref in updates:
         try:
+            if user and role:
+                hub_access.check_pusher(user, role, old, new, ref)
             check_update(repo, old, new, ref, protected, logs, main_tip, verdicts, _config(repo, ROOT_KEY))
         except LineageError as exc:
             failed += 1
+            reasons.append(str(exc))
             print(f"lineage hub: {exc}", file=sys.stderr)
             if exc.hint:
                 print(f"lineage hub: hint: {exc.hint}", file=sys.stderr)
+    if failed:
+        hub_access.record(git_dir, hub_access.pusher(environ), updates, "refused", "; ".join(reasons))
     return 1 if failed else 0
 
 
@@ -233,5 +332,14 @@ def _config(repo, key: str) -> str | None:
         return None
 
 
+def post_receive(lines: list[str], git_dir: str, environ=os.environ) -> int:
+    """post-receive: record the updates git made, and who pushed them."""
+    updates = [line.split() for line in lines if line.strip()]
+    if updates:
+        hub_access.record(git_dir, hub_access.pusher(environ), updates, "accepted")
+    return 0
+
+
 if __name__ == "__main__":
-    raise SystemExit(receive(sys.stdin.read().splitlines(), os.environ.get("GIT_DIR", ".")))
+    _run = post_receive if sys.argv[1:] == ["post-receive"] else receive
+    raise SystemExit(_run(sys.stdin.read().splitlines(), os.environ.get("GIT_DIR", ".")))

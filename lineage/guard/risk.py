@@ -15,6 +15,7 @@ import yaml
 
 from ..adapters import git
 from ..core.safety import scan_secrets
+from ..core.settings import OVERRIDES, merge_params
 
 LOW_RISK_PARAMS = {"seed", "data.strategy", "data.replay_fraction"}
 EVIDENCE_FILES = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md")
@@ -29,24 +30,33 @@ class ChangedFile:
 
 
 def gather(repo, old_id: str, new_id: str) -> tuple[list[ChangedFile], dict, dict]:
-    """(changed files, params before, params after) of a candidate against the protected tip."""
+    """(changed files, params before, params after) of a candidate against the protected tip.
+
+    Before: the tip's params.yaml, the store's settings (not the served generation's overrides);
+    after: what the candidate trained with, its params.yaml with its overrides.yaml merged on top.
+    """
     old, new = repo[old_id], repo[new_id]
     files = [ChangedFile(path, added) for path, added in git.added_text(repo, old, new)]
     before = yaml.safe_load(git.read_blob(repo, old, "params.yaml") or b"") or {}
     after = yaml.safe_load(git.read_blob(repo, new, "params.yaml") or b"") or {}
-    return files, before, after
+    overrides = yaml.safe_load(git.read_blob(repo, new, OVERRIDES) or b"") or {}
+    return files, before, merge_params(after, overrides)
 
 
 def judge(files: list[ChangedFile], before: dict, after: dict) -> tuple[str, list[str]]:
     """(level, reasons) from the changed files and the params on either side (pure)."""
     reasons, level = [], "low"
+    params_seen = False
     for changed in files:
         path = changed.path
         if changed.added is not None:
             found = scan_secrets(changed.added)
             if found:
                 return "blocked", [f"secret in {path} ({found[0][0]})"]
-        if path == "params.yaml":
+        if path in ("params.yaml", OVERRIDES):
+            if params_seen:
+                continue
+            params_seen = True
             if before.get("policy") != after.get("policy"):
                 return "high", ["edits the policy"]
             flat_before, flat_after = flatten(before), flatten(after)

@@ -30,8 +30,12 @@ class ApprovalMissingError(ArbiterRefusedError):
     """A promotion that lacks only a valid approval by an approver (promote signs it for an approver)."""
 
 
-def judge_signatures(ev: MoveEvidence, kind: str, generation: str | None) -> str | None:
+def judge_signatures(ev: MoveEvidence, kind: str, generation: str | None,
+                     claims_failed: tuple[str, ...] = ()) -> str | None:
     """What signs a move the structure allows as kind, or None when no signature is required (pure).
+
+    claims_failed: the criteria the candidate's own numbers fail under the replaced commit's policy;
+    they never refuse what the arbiter passed, but with no verdict they are the first reason given.
 
     Raises:
         ArbiterRefusedError: a signature the replaced commit's allowed_signers requires is missing
@@ -41,7 +45,7 @@ def judge_signatures(ev: MoveEvidence, kind: str, generation: str | None) -> str
     if signed is None or not signed.required or kind not in ("promotion", "rollback", "change"):
         return None
     if kind == "promotion":
-        return _promotion(ev, signed, generation)
+        return _promotion(ev, signed, generation, claims_failed)
     if kind == "rollback":
         target = ev.trailers["Rollback-To"]
         att = _signed_by(ev, signed, "rollback", "Roll back with 'lineage rollback' under a key that holds the "
@@ -74,7 +78,8 @@ def _signed_by(ev: MoveEvidence, signed: SignedEvidence, action: str, hint: str)
                                    f"the evolution log has none for {new}", hint)
 
 
-def _promotion(ev: MoveEvidence, signed: SignedEvidence, generation: str | None) -> str:
+def _promotion(ev: MoveEvidence, signed: SignedEvidence, generation: str | None,
+               claims_failed: tuple[str, ...] = ()) -> str:
     """An arbiter's PASS about exactly this commit under the replaced commit's rules, and an approval."""
     assert ev.new is not None and ev.old is not None
     ref, new, old = ev.ref, ev.new[:12], ev.old[:12]
@@ -95,6 +100,11 @@ def _promotion(ev: MoveEvidence, signed: SignedEvidence, generation: str | None)
     if passed is None:
         if first is not None:
             raise first
+        if claims_failed:
+            raise ArbiterRefusedError(ref, f"{generation} fails the gate under {ev.protected}'s policy: "
+                                           f"{', '.join(claims_failed)} (by its own numbers; and no arbiter "
+                                           f"verdict for {new} under the policy of {old})",
+                                      "Train a better candidate.")
         raise ArbiterRefusedError(ref, f"no arbiter verdict for {new} under the policy of {old}: run {evaluate} "
                                        "as the arbiter",
                                   "The proposer's metrics are a claim; a promotion needs the arbiter's signed "

@@ -21,7 +21,9 @@ def proposal_show(store) -> dict:
     path = store.root / PROPOSAL
     if not path.exists():
         raise UsageError("there is no proposal", "Run 'lineage evolve' first.")
-    return json.loads(path.read_text())
+    proposal = json.loads(path.read_text())
+    proposal["live_shadow"] = ledger.live_shadow(store.repo, proposal["commit"])
+    return proposal
 
 
 def proposal_decide(store, approve: bool, reason: str | None = None) -> dict:
@@ -53,5 +55,6 @@ def proposal_decide(store, approve: bool, reason: str | None = None) -> dict:
                                                              "by": "person"})
         proposal["status"] = "rejected"
         proposal["reason"] = reason
+    proposal.pop("live_shadow", None)
     write_json(store.root / PROPOSAL, proposal)
     return proposal

@@ -1,5 +1,8 @@
 """`lineage arbiter watch HUB`: the arbiter's loop over a hub.
 
+HUB is a path, a git remote name or a URL; a served hub (``lineage hub serve``) takes the arbiter's own
+credentials the way git takes any: ``http://arbiter:PASSWORD@host/luna.git``, or a credential helper.
+
 Each pass fetches the hub (its branches, frozen tags and verdicts, into ``refs/lineage/watch/``, so
 nothing of the arbiter's own store moves), evaluates every frozen candidate whose parent is the
 hub's main and that has no verdict under that policy (the same commit judged against the same
@@ -18,6 +21,7 @@ from ..adapters import git
 from ..core.errors import LineageError
 from ..guard import verdict
 from ..moves import arbiter
+from ..moves.clone import redact
 
 WATCH = "refs/lineage/watch/"
 
@@ -83,7 +87,7 @@ def one_pass(store, hub: str, home=None, refused: set[str] | None = None, progre
             continue
         failed = f" ({', '.join(done.failed)})" if done.failed else ""
         out.append(Seen(name, commit, done.verdict,
-                        f"{name}: {done.verdict}{failed} -> {done.ref} pushed to {hub}", done))
+                        f"{name}: {done.verdict}{failed} -> {done.ref} pushed to {redact(hub)}", done))
     return out
 
 

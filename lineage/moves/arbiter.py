@@ -31,7 +31,7 @@ from ..core.errors import ArbiterRefusedError, IntegrityError, LineageError, Usa
 from ..core.exam import SEALED_PIN
 from ..core.hashes import parse_hashes_csv
 from ..core.policy import Policy
-from ..core.settings import Settings
+from ..core.settings import OVERRIDES, Settings, merge_params
 from ..guard import signers, verdict
 from ..store import refs, weights
 from ..store.exam import pin_digest, read_exam, sealed_pin
@@ -292,10 +292,12 @@ def _evaluation(judged: Judgement, name, generation, commit, ref, ref_commit, ma
 
 
 def _policy_differs(repo, cand, policy: Policy) -> bool:
-    raw = git.read_blob(repo, cand, "params.yaml")
+    """Whether the candidate trained under a policy of its own (params.yaml with its overrides.yaml)."""
+    raw, overrides = git.read_blob(repo, cand, "params.yaml"), git.read_blob(repo, cand, OVERRIDES)
     try:
-        return Policy.from_params(yaml.safe_load(raw) if raw else {}).to_dict() != policy.to_dict()
-    except (LineageError, yaml.YAMLError):
+        params = merge_params(yaml.safe_load(raw or b"") or {}, yaml.safe_load(overrides or b"") or {})
+        return Policy.from_params(params).to_dict() != policy.to_dict()
+    except (LineageError, yaml.YAMLError, AttributeError, TypeError):
         return True
 
 

@@ -18,7 +18,7 @@ from ..adapters import git
 from ..core.errors import MalformedDataError, UsageError
 from ..core.exam import EXAM_DIR, KINDS, exam_path, parse_items
 from ..core.policy import Policy
-from ..core.settings import Settings
+from ..core.settings import OVERRIDES, Settings
 from ..guard.attest import attest
 from ..store import keys, ledger
 
@@ -49,6 +49,9 @@ def check_staged(repo, paths: list[str]) -> None:
         ParamsError: params.yaml is refused by Settings or Policy.
         MalformedDataError: an exam file has a bad line (named).
     """
+    if OVERRIDES in paths:
+        raise UsageError(f"{OVERRIDES} is a generation's record of its -S overrides, not a setting to change",
+                         f"Change the store's settings in params.yaml instead: git restore --staged {OVERRIDES}")
     if "params.yaml" in paths:
         blob = git.staged_blob(repo, "params.yaml")
         fix = "Fix params.yaml, stage it and run again; nothing was committed."

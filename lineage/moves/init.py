@@ -11,13 +11,13 @@ from ..core import corpus
 from ..core.errors import DirtyTreeError, InitConflictError
 from ..core.exam import EXAM_DIR, Exam, exam_path, item_from_line, merge, render_items
 from ..core.policy import Policy
-from ..core.settings import Settings, load_yaml
+from ..core.settings import OVERRIDES, Settings, run_params
 from ..guard.hook import install
 from ..guard.signers import SIGNERS_FILE, adopt
 from ..store import registry
 from ..store.root import identity_env
 
-TEMPLATE_FILES = ("dvc.yaml", "params.yaml", "stages/parent.py", "stages/prepare.py", "stages/train.py",
+TEMPLATE_FILES = ("dvc.yaml", "params.yaml", OVERRIDES, "stages/parent.py", "stages/prepare.py", "stages/train.py",
                   "stages/eval.py", "stages/gate.py")
 GITIGNORE = ["/models/", "/.lineage/", "/reports/train_failure.json", "__pycache__/"]
 FIRST_DELTA = "data/deltas/d000-era0.jsonl"
@@ -58,7 +58,7 @@ def _is_lineages(name: str, text: str) -> bool:
 def _refuse_conflicts(root: Path) -> None:
     for name in TEMPLATE_FILES:
         target = root / name
-        if name != "params.yaml" and target.exists() and not _is_lineages(name, target.read_text()):
+        if name not in ("params.yaml", OVERRIDES) and target.exists() and not _is_lineages(name, target.read_text()):
             raise InitConflictError(str(root), f"an existing {name} differs from lineage's",
                                     f"Move {name} away (or merge lineage's stages into it by hand) and run init again.")
 
@@ -114,7 +114,7 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
         extra = registry.artifacts_yaml(registry.name_for(root.name)) if name == "dvc.yaml" else ""
         target.write_text(template_text(name) + extra)
         created.append(name)
-    params = load_yaml(root / "params.yaml")  # a user's own params.yaml must still be valid
+    params = run_params(root / "params.yaml")  # a user's own params.yaml must still be valid
     Settings.from_dict(params)
     Policy.from_params(params)
 

@@ -19,9 +19,10 @@ from ..core.errors import ArbiterRefusedError
 from ..guard.arbiter import ApprovalMissingError, Decision, check_signed_move
 from ..guard.attest import attest
 from ..guard.signers import SIGNERS_FILE, roles_of, signing_key
-from ..store import journal, ledger, refs, registry, transaction
+from ..store import journal, ledger, refs, registry, transaction, waiting
 from ..store.journal import Operation
 from ..store.locks import work_tree_lock
+from ..store.rules import protected_serve_settings
 from .burnin import run_burn_in
 from .rollback import rollback
 
@@ -55,6 +56,12 @@ def promote(store, candidate: str, approved_by: str | None = None, cycle: int | 
         return done  # this very command was killed and recovery has just finished it
     if new == old:
         return _record_plain_git_promotion(store, candidate, new, approved_by, cycle, burn_in)
+    refusal = live_parity_refusal(store, candidate, new)
+    if refusal:
+        ledger.append(store, "ARBITER_VERIFY", refs.generation_of_name(candidate),
+                      {"candidate": candidate, "commit": new, "verdict": "REFUSED", "reason": refusal})
+        raise ArbiterRefusedError(store.protected_ref, refusal,
+                                  f"Serve it as a shadow under live traffic first: lineage serve --shadow {candidate}")
     with journal.operation(store, "promote", candidate=candidate, protected=store.protected, old=old, new=new,
                            approved_by=approved_by, cycle=cycle, burn_in=burn_in) as op:
         faults.point("promote:journaled")
@@ -97,6 +104,25 @@ def promote(store, candidate: str, approved_by: str | None = None, cycle: int | 
             faults.point("promote:moved")
             transaction.sync_work_tree(store, old, new)
         return finish_promote(store, op)
+
+
+def live_parity_refusal(store, candidate: str, commit: str) -> str | None:
+    """Why main's serve.min_live_samples / min_live_parity refuse the candidate, or None (also when unset).
+
+    Checked by `lineage promote` (and so by proposal approve and autonomy), not by the hook: the
+    evolution log is a record, not evidence the arbiter signs.
+    """
+    serve = protected_serve_settings(store.repo, store.protected)
+    samples, need = serve["min_live_samples"], serve["min_live_parity"]
+    if not samples:
+        return None
+    live = ledger.live_shadow(store.repo, commit)
+    if live is None or live["samples"] < samples:
+        return (f"{candidate} has {0 if live is None else live['samples']} live shadow answers in the log; "
+                f"serve.min_live_samples asks for {samples}")
+    if live["parity"] < need:
+        return f"{candidate}'s live shadow parity {live['parity']} is below serve.min_live_parity {need}"
+    return None
 
 
 def check_as_approver(store, old: str, new: str, approved_by: str | None) -> Decision:
@@ -152,6 +178,7 @@ def finish_promote(store, op: Operation) -> Promotion:
     d = op.data
     transaction.sync_work_tree(store, d["old"], d["new"])
     dvc.checkout(store.root)
+    waiting.restore(store)  # registered data the promoted generation does not hold keeps waiting
     faults.point("promote:checked-out")
     generation = d["generation"]
     failure = None
@@ -163,6 +190,7 @@ def finish_promote(store, op: Operation) -> Promotion:
         if not d["burn_in_logged"]:
             # resumed after a death between the append and the mark: the event may be there already
             if fresh or not any(e.event == "BURN_IN" and e.generation == generation and e.timestamp >= d["started"]
+                                and not e.data.get("live")  # lineage serve's own burn-in is not this one
                                 for e in ledger.read(store.repo)):
                 ledger.append(store, "BURN_IN", generation, {"passed": failure is None, "reason": failure,
                                                              "cycle": d["cycle"]})

@@ -13,15 +13,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ..adapters import dvc, git
 from ..core import faults
 from ..core.canonical import digest_bytes, digest_obj
 from ..core.errors import UsageError
 from ..core.policy import Policy
-from ..core.settings import Settings, parse_overrides
-from ..store import journal, ledger, refs, transaction
+from ..core.settings import OVERRIDES, Settings, load_yaml, merge_params, overrides_text, parse_overrides
+from ..store import journal, ledger, refs, transaction, waiting
 from ..store.journal import Operation
 
 log = logging.getLogger("lineage")
@@ -42,14 +40,6 @@ class Proposal:
     reason: str | None = None
 
 
-def _merge(dst: dict, src: dict) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
-        else:
-            dst[k] = v
-
-
 def overridden_params(root: Path, overrides: list[str]) -> dict | None:
     """params.yaml with -S key=value overrides merged in, validated; None when there are none.
 
@@ -59,18 +49,20 @@ def overridden_params(root: Path, overrides: list[str]) -> dict | None:
     """
     if not overrides:
         return None
-    params = yaml.safe_load((root / "params.yaml").read_text()) or {}
-    _merge(params, parse_overrides(overrides))
+    params = merge_params(load_yaml(root / "params.yaml"), parse_overrides(overrides))
     Settings.from_dict(params)
     Policy.from_params(params)
     return params
 
 
-def apply_overrides(root: Path, overrides: list[str]) -> None:
-    """Write -S key=value overrides into the candidate's params.yaml, validated first."""
-    params = overridden_params(root, overrides)
-    if params is not None:
-        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+def write_overrides(root: Path, overrides: list[str], candidate: str) -> None:
+    """Record the candidate's own -S overrides in overrides.yaml (validated first; {} without any).
+
+    params.yaml is left as the protected branch has it, comments and all: a promotion never turns
+    one experiment's overrides into the store's settings.
+    """
+    overridden_params(root, overrides)
+    (root / OVERRIDES).write_text(overrides_text(parse_overrides(overrides), candidate))
 
 
 def propose(store, name: str = "a", overrides: list[str] | None = None, progress=None,
@@ -100,13 +92,14 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
         raise UsageError(f"{branch} exists already", "Pick another --name; candidate names are never reused.")
     pending = transaction.pending_data(store)
     saved = {p: (root / p).read_text() for p in pending if (root / p).is_file()}
+    waiting.place(store)  # registered data, staged just now: the candidate branch takes the index along
     with journal.operation(store, "propose", keep_on_error=True, protected=store.protected, branch=branch,
                            generation=generation, name=name, overrides=list(overrides or []), parent=parent_gen,
                            base=str(tip.id), pending=saved) as op:
         git.checkout(root, branch, create_from=store.protected)
         faults.point("propose:branched")
         try:
-            apply_overrides(root, overrides or [])
+            write_overrides(root, overrides or [], branch)
             ledger.append(store, "PROPOSE", generation, {"branch": branch, "parent": parent_gen,
                                                          "overrides": list(overrides or [])})
             faults.point("propose:logged")

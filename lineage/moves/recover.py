@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from ..adapters import dvc, git
-from ..store import journal, ledger, refs, transaction
+from ..store import journal, ledger, refs, transaction, waiting
 from ..store.journal import Operation
 from ..store.locks import clear_stale_locks, describe_locks
 from .promote import Promotion, finish_promote
@@ -58,6 +58,7 @@ def _recover_propose(store, op: Operation):
         if not on_candidate:
             transaction.keep_pending(root, d.get("pending") or {})  # whoever went home (evolve) may have dropped it
             dvc.checkout(root)  # and may have left the candidate's weights in the work tree
+            waiting.restore(store)
             return f"propose {candidate}: frozen before the interruption; registered data kept pending", \
                 proposal_of(store, d)
         transaction.go_home(store, d.get("pending") or {}, branch_tip)
@@ -98,6 +99,7 @@ def _recover_rollback(store, op: Operation):
         return "", result
     transaction.sync_work_tree(store, d["old"], d["new"])
     dvc.checkout(store.root)
+    waiting.restore(store)
     return f"rollback to {d['to']}: finished after an interruption", result
 
 

@@ -11,12 +11,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..adapters import dvc, git
+from ..adapters import dvc
 from ..core import corpus
 from ..core.data import DELTA_RE, Delta, read_delta, training_text
 from ..core.errors import DataGateError, UsageError
 from ..core.exam import exam_path
 from ..core.overlap import CHECKED_KINDS, TrainingIndex, checked_text
+from ..store import waiting
 from ..store.exam import read_exam
 from ..store.rules import protected_policy
 
@@ -36,22 +37,28 @@ class DataAdded:
 def data_add(store, file: str | Path, name: str | None = None) -> DataAdded:
     """Check a JSONL file through the data gate and register it as the next delta (DVC-tracked).
 
-    The delta is staged, not committed: it travels into the next candidate commit.
+    The delta is neither staged nor committed: its .dvc file waits in .git/lineage/pending (the
+    data in data/deltas, ignored by git) and travels into the next candidate commit.
 
     Raises:
-        UsageError: no such file, or a bad delta name.
-        DataGateError: the file has an unparsable line, a secret, an unsafe source, a probe record,
+        UsageError: no such file, a symbolic link, or a bad delta name.
+        DataGateError: the file holds no records, has an unparsable line, a secret, an unsafe source, a probe record,
             or a line that overlaps the protected branch's exam.
     """
     root = store.root
-    src = Path(file).expanduser().resolve()
+    given = Path(file).expanduser()
+    if given.is_symlink():  # refused before anything reads through it
+        raise UsageError(f"{file} is a symbolic link; lineage registers a file's own bytes, never a link's target",
+                         "Give the path of the file itself.")
+    src = given.resolve()
     if not src.is_file():
         raise UsageError(f"{file}: no such file", "Give the path of a JSONL file.")
     stem = name or src.stem
     if not re.fullmatch(r"[A-Za-z0-9_-]+", stem):
         raise UsageError(f"delta name {stem!r} must be letters, digits, '-' or '_'", "Pass --name NAME.")
-    # a delta counts whether its data is here or only its .dvc file (not pulled yet)
-    names = {p.name.removesuffix(".dvc") for p in (root / DELTAS).glob("d*.jsonl*")}
+    # a delta counts whether its data is here or only its .dvc file (not pulled yet, or waiting)
+    names = {p.name.removesuffix(".dvc") for p in (root / DELTAS).glob("d*.jsonl*")} | \
+        {Path(p).name.removesuffix(".dvc") for p in waiting.waiting(store)}
     existing = sorted(n for n in names if DELTA_RE.match(n))
     number = int(existing[-1][1:4]) + 1 if existing else 0
     rel = f"{DELTAS.as_posix()}/d{number:03d}-{stem}.jsonl"
@@ -61,6 +68,9 @@ def data_add(store, file: str | Path, name: str | None = None) -> DataAdded:
     shutil.copyfile(src, staging)
     try:
         delta = read_delta(root, rel, rules)  # refuse before anything is registered
+        if not delta.train_records:
+            raise DataGateError(f"{rel} holds no records: an empty delta would spend a number and teach nothing",
+                                "Add a file with at least one training record.")
         refuse_exam_overlap(store, delta)
         refuse_lawbreaking(store, delta)
     except Exception as exc:
@@ -68,8 +78,9 @@ def data_add(store, file: str | Path, name: str | None = None) -> DataAdded:
         if exc.args and isinstance(exc.args[0], str):
             exc.args = (exc.args[0].replace(rel, str(src)),) + exc.args[1:]  # name the file the user gave
         raise
+    waiting.exclude_data(store)  # git never sees the data; DVC then leaves .gitignore alone
     dvc.add(root, rel)
-    git.add(root, [f"{rel}.dvc", str(Path(rel).parent / ".gitignore")])
+    waiting.keep(store, rel)  # out of the index: it waits in .git/lineage/pending for the next candidate
     return DataAdded(delta.id, rel, len(delta.train_records), delta.sha256)
 
 

@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from ..adapters import dvc, git
 from ..core import faults
 from ..core.errors import ArbiterRefusedError, IntegrityError, UsageError
+from ..core.settings import OVERRIDES
 from ..guard.arbiter import check_signed_move
 from ..guard.attest import attest
-from ..store import journal, refs, registry, transaction, weights
+from ..store import journal, refs, registry, transaction, waiting, weights
 from ..store.locks import work_tree_lock
 
-# What a rollback restores from the generation it names (evidence only, never code or policy).
-RESTORED = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports")
+# What a rollback restores from the generation it names (evidence only, never code or policy): its
+# record, with the -S overrides it trained with. params.yaml is not among them: promotions never
+# change it (overrides.yaml holds a run's own), so it is what a person last approved.
+RESTORED = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports", OVERRIDES)
 
 
 @dataclass(frozen=True)
@@ -95,5 +98,6 @@ def rollback(store, reason: str, to: str | None = None, cycle: int | None = None
             faults.point("rollback:moved")
             transaction.sync_work_tree(store, old, commit)
         dvc.checkout(root)
+        waiting.restore(store)  # registered data waiting for a candidate stays
         faults.point("rollback:checked-out")
     return Rollback(to, current, commit, reason)

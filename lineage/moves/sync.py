@@ -8,10 +8,14 @@ from ..adapters import dvc, git
 from ..core import faults
 from ..core.errors import ArbiterRefusedError, IntegrityError, StoreError
 from ..guard import verdict
+from ..store import registry, waiting
 
 PUSH_REFSPECS = ["refs/heads/{protected}:refs/heads/{protected}", "refs/heads/candidates/*:refs/heads/candidates/*",
                  "refs/tags/lineage/*:refs/tags/lineage/*", "refs/lineage/log:refs/lineage/log"]
 VERDICTS = "refs/lineage/verdicts/"
+# What git says when a ref moved on the remote between its check and its update (a push lost a race).
+LOST_RACE = ("atomic transaction failed", "failed to update ref", "cannot lock ref", "incorrect old value",
+             "stale info", "fetch first")
 
 
 @dataclass(frozen=True)
@@ -39,11 +43,17 @@ def push(store, remote: str = "hub") -> PushResult:
     specs = [s.format(protected=store.protected) for s in PUSH_REFSPECS]
     specs = [s for s in specs if "*" in s or store.repo.references.get(s.split(":")[0]) is not None]
     specs += _verdict_specs(store, remote)
+    specs += registry.tag_refspecs(root)  # GTO's version and stage tags travel with the branch they name
     proc = git.push_atomic(root, remote, specs)
     faults.point("push:refs-pushed")
     rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
     if proc.returncode != 0 or rejected:
         reasons = [ln for ln in proc.stderr.splitlines() if "lineage hub:" in ln and "hint" not in ln]
+        if not reasons and any(lost in proc.stdout + proc.stderr for lost in LOST_RACE):
+            raise ArbiterRefusedError(f"{remote}", "another push changed the hub while this one was in flight "
+                                                   "(git refused the ref updates; nothing was pushed)",
+                                      "Run 'lineage pull' to see what won, then push again if there is still "
+                                      "something to push.")
         raise ArbiterRefusedError(f"{remote}", (reasons[0].split("lineage hub: ", 1)[1] if reasons else
                                                 (rejected[0] if rejected else proc.stderr.strip()[-200:])),
                                   "Nothing was pushed (atomic). Fix the refused ref and push again.")
@@ -83,7 +93,8 @@ def pull(store, remote: str = "hub") -> dict:
     root, repo, protected = store.root, store.repo, store.protected
     git.fetch(root, remote, [f"+refs/heads/*:refs/remotes/{remote}/*", "refs/tags/lineage/*:refs/tags/lineage/*",
                              f"+refs/lineage/log:refs/remotes/{remote}/lineage-log",
-                             f"+{VERDICTS}*:refs/remotes/{remote}/verdicts/*"])
+                             f"+{VERDICTS}*:refs/remotes/{remote}/verdicts/*",
+                             *registry.tag_refspecs(root)])
     _adopt_verdicts(store, remote)
     moved = False
     theirs = git.ref_commit(repo, f"refs/remotes/{remote}/{protected}")
@@ -95,6 +106,7 @@ def pull(store, remote: str = "hub") -> dict:
             git.update_ref(root, store.protected_ref, theirs, str(mine.id))
         moved = True
     dvc.pull(root)
+    waiting.restore(store)  # dvc's checkout drops the data of deltas that wait for the next propose
     return {"remote": remote, "protected_moved": moved}
 
 

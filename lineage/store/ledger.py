@@ -21,7 +21,7 @@ from .locks import lasting_lock
 LOG_REF = "refs/lineage/log"
 EVENTS = ("PROPOSE", "MANIFEST_FROZEN", "TRAIN_START", "TRAIN_COMPLETE", "BUDGET_EXCEEDED", "EVAL_COMPLETE",
           "ARBITER_VERIFY", "COMMIT", "REJECT", "ROLLBACK", "APPROVE", "WINDOW_OPEN", "WINDOW_REFUSED",
-          "WINDOW_CLOSE", "PROPOSAL", "BURN_IN", "ATTEST")
+          "WINDOW_CLOSE", "PROPOSAL", "BURN_IN", "ATTEST", "SHADOW")
 CSV_COLUMNS = ("gen", "parent", "weights_sha256", "tokenizer_sha256", "data_delta_sha256", "steps", "lr",
                "loss_final", "eval_recall", "eval_generalize", "eval_tone", "weight_change_%",
                "promoted_to_head", "timestamp")
@@ -110,6 +110,15 @@ def read(repo) -> list[Event]:
         commit = commit.parents[0]
     events.reverse()
     return events
+
+
+def live_shadow(repo, commit: str) -> dict | None:
+    """The latest live parity `lineage serve --shadow` logged for a candidate commit (with its time), or None."""
+    for event in reversed(read(repo)):
+        data = event.data
+        if event.event == "SHADOW" and data.get("commit") == commit and data.get("source") == "live":
+            return {**data, "timestamp": event.timestamp}
+    return None
 
 
 def to_jsonl(events: list[Event]) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..adapters import dvc, git
 from ..adapters.model import compare_weights
 from ..core.errors import UsageError
-from . import ledger, refs, transaction, weights
+from . import ledger, refs, transaction, waiting, weights
 
 
 def json_at(repo, commit, path: str) -> dict | None:
@@ -120,6 +120,8 @@ class StoreStatus:
     remote_detail: str
     not_promoted: list = field(default_factory=list)  # every other attempt that main never took, with its verdict
     work_tree: str = "clean"  # or what is in the way and the command that clears it
+    pending_data: list = field(default_factory=list)  # registered deltas waiting for the next candidate
+    pending_where: str = ""  # where they wait, and who takes them
 
 
 def status(store, check_remote: bool = True) -> StoreStatus:
@@ -141,6 +143,10 @@ def status(store, check_remote: bool = True) -> StoreStatus:
     stray = transaction.stray_evidence(store)
     work_tree = (f"holds a candidate's {', '.join(sorted({p.split('/')[0] for p in stray}))} left by a git "
                  "command the hook refused: run 'lineage repair'") if stray else "clean"
+    pending = waiting.names(store, transaction.pending_data(store))
+    where = (f"in {waiting.folder(store).relative_to(store.root)} (its data in data/deltas, ignored by git), not in "
+             "the git index: the next 'lineage propose' commits it into its candidate, and it waits until one is "
+             "promoted") if pending else ""
     in_sync, detail = None, "not checked"
     if check_remote:
         missing, reason = dvc.remote_status(store.root)
@@ -149,7 +155,7 @@ def status(store, check_remote: bool = True) -> StoreStatus:
         else:
             in_sync, detail = not missing, "in sync" if not missing else f"{len(missing)} outputs not pushed"
     return StoreStatus(store.protected, served, str(head.id) if head else None, open_candidates, in_sync, detail,
-                       not_promoted, work_tree)
+                       not_promoted, work_tree, pending, where)
 
 
 def _flat(d: dict | None, prefix: str = "") -> dict:

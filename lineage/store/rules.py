@@ -9,7 +9,7 @@ import yaml
 
 from ..adapters import git
 from ..core.policy import Policy
-from ..core.settings import Settings, load_yaml
+from ..core.settings import Settings, run_params
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def protected_policy(root: Path = Path("."), repo=None) -> ProtectedPolicy:
     Before the protected branch has any commit (a store being made), the working tree's
     params.yaml is all there is.
     """
-    local = Policy.from_params(load_yaml(root / "params.yaml"))
+    local = Policy.from_params(run_params(root / "params.yaml"))
     repo = repo if repo is not None else git.open_repo(root)
     branch = git.protected_branch(repo)
     params = protected_params(repo, branch)
@@ -56,3 +56,13 @@ def protected_settings(store) -> tuple[Settings, Policy]:
     if raw is None:
         raw = yaml.safe_load((store.root / "params.yaml").read_text()) or {}
     return Settings.from_dict(raw), Policy.from_params(raw)
+
+
+def protected_serve_settings(repo, protected: str) -> dict:
+    """The `serve:` section as the protected tip holds it (defaults where absent); other sections are not judged here.
+
+    Raises:
+        ParamsError: the serve section itself is malformed.
+    """
+    raw = protected_params(repo, protected) or {}
+    return Settings.from_dict({"serve": raw.get("serve") if isinstance(raw, dict) else None})["serve"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..adapters import dvc, git
 from ..core.errors import ArbiterRefusedError, DirtyTreeError, StoreError
-from . import keys, ledger, refs
+from ..core.settings import OVERRIDES
+from . import keys, ledger, refs, waiting
 from .locks import describe_locks, lasting_lock, work_tree_lock
 
 # What a pipeline run leaves in the work tree; dropped when a command goes home.
@@ -107,6 +108,7 @@ def go_home(store, pending: dict, commit: str | None) -> None:
                 (root / path).write_text(text)
             git.add(root, list(pending), check=False)
     dvc.checkout(root)
+    waiting.restore(store)  # the checkout drops the data of deltas the candidate tracked and main does not
 
 
 def keep_pending(root: Path, pending: dict) -> None:
@@ -139,7 +141,7 @@ def pending_data(store) -> list[str]:
 # A generation's evidence: lineage never stages it on the protected branch, so evidence that differs
 # from main's in the index there was left by a git command the hook refused (git merge --ff-only
 # rewrites the work tree and the index before the ref move the hook then refuses).
-EVIDENCE = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/")
+EVIDENCE = ("dvc.lock", "metrics.json", "EVAL.md", "MODEL_CARD.md", "reports/", OVERRIDES)
 
 
 def is_evidence(path: str) -> bool:
@@ -180,6 +182,7 @@ def restore_evidence(store, paths: list[str]) -> None:
         for path in absent:
             (store.root / path).unlink(missing_ok=True)
     dvc.checkout(store.root)
+    waiting.restore(store)
 
 
 def require_clean(store, allow_outputs: bool = False) -> list[str]:

@@ -12,7 +12,7 @@ import sys
 import click
 
 from ..core.errors import LineageError
-from . import cli_admin, cli_arbiter, cli_exam, cli_loop, cli_record
+from . import cli_admin, cli_arbiter, cli_exam, cli_hub, cli_loop, cli_record, cli_serve
 from .output import Output, out, table
 
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it; never 1, which means "gate rejected"
@@ -156,6 +156,10 @@ def propose(ctx, name: str, overrides: tuple[str, ...]) -> None:
                     f"promotes it (lineage promote {p.branch})")
     elif p.verdict == "PASS":
         text.append(f"promote with: lineage promote {p.branch}")
+    else:
+        attempt = p.branch.split("/", 1)[1]
+        text.append(f"next: 'lineage show {attempt}' says why; fix that and run 'lineage propose' again "
+                    f"(this attempt keeps {p.generation}: the next one takes a new number)")
     o.result(p, "\n".join(text))
     if p.verdict != "PASS":
         ctx.exit(1)
@@ -208,7 +212,7 @@ def change(ctx, reason: str) -> None:
     out(ctx).result(c, f"approved change {c.commit[:12]} by {c.approver}: {', '.join(c.paths)}")
 
 
-for _module in (cli_record, cli_admin, cli_loop, cli_exam, cli_arbiter):
+for _module in (cli_record, cli_admin, cli_hub, cli_loop, cli_exam, cli_arbiter, cli_serve):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -1,4 +1,4 @@
-"""Commands that keep a store: keys, repair, gc, the hub, push and pull."""
+"""Commands that keep a store: keys, repair, gc, push and pull (the hub and clone: cli_hub.py)."""
 
 from __future__ import annotations
 
@@ -94,24 +94,6 @@ def _bytes(n: int) -> str:
     return f"{n:,} bytes" + (f" ({n / (1 << 20):.1f} MiB)" if n >= 1 << 20 else "")
 
 
-@click.group()
-def hub() -> None:
-    """A shared bare repository whose receive hook enforces the arbiter for everyone."""
-
-
-@hub.command("init")
-@click.argument("path", type=click.Path(file_okay=False))
-@click.option("--name", default="hub", show_default=True, help="Git remote name to register in the current store.")
-@click.pass_context
-def hub_init(ctx, path: str, name: str) -> None:
-    """Create a hub at PATH for the current store (whose main must list signers) and register it as a remote."""
-    from .. import api
-
-    h = api.hub_init(path, ".", name)
-    out(ctx).result(h, f"hub at {h.path} (protected branch {h.protected_branch})"
-                       + (f", registered as remote '{h.remote_name}'" if h.remote_name else ""))
-
-
 @click.command()
 @click.option("--remote", default="hub", show_default=True, help="Git remote of the hub.")
 @click.pass_context
@@ -134,4 +116,4 @@ def pull(ctx, remote: str) -> None:
     out(ctx).result(r, f"pulled from {remote}; protected branch {'moved' if r['protected_moved'] else 'unchanged'}")
 
 
-COMMANDS = (keys, repair, gc_cmd, hub, push, pull)
+COMMANDS = (keys, repair, gc_cmd, push, pull)

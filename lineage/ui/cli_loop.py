@@ -57,6 +57,13 @@ def proposal_show(ctx) -> None:
             f"risk: {p['risk']} ({'; '.join(p['risk_reasons'])})", table(rows, ["criterion", "child", "threshold",
                                                                                   "parent", "result"])]
     text += [f"  {k}: {v}" for k, v in sorted((p.get("hashes") or {}).items())]
+    live = p.get("live_shadow")
+    if live:
+        text.append(f"live shadow: parity {live['parity']} over {live['samples']} mirrored requests against "
+                    f"{live['served']} (p50 {live['latency_ms']['candidate_p50']} ms vs served "
+                    f"{live['latency_ms']['served_p50']} ms; {len(live['differ'])} differences kept)")
+    else:
+        text.append("live shadow: none yet (lineage serve --shadow " + p["candidate"] + ")")
     out(ctx).result(p, "\n".join(text))
 
 

@@ -11,10 +11,15 @@ from .output import out, table
 
 @click.command("log")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True,
-              help="table of candidates; jsonl: the evolution log (evolution_log.jsonl); csv: lineage.csv.")
+              help="table: one row per attempt and per rollback, HEAD marked; csv: one row per attempt in "
+                   "lineage.csv's columns (no rollback rows); jsonl: the evolution log, one event per line "
+                   "(propose, train, eval, commit, rollback, ...), not one row per attempt.")
 @click.pass_context
 def log_cmd(ctx, fmt: str) -> None:
-    """The fossil record: every frozen candidate, pass or fail, and every rollback; HEAD marked."""
+    """The fossil record: every attempt (frozen candidate), pass or fail, and every rollback; HEAD marked.
+
+    The three formats are two records: attempts (table, csv) and events (jsonl).
+    """
     from .. import api
 
     if fmt == "jsonl":
@@ -96,6 +101,8 @@ def status(ctx, no_remote: bool) -> None:
         f"open candidates (passed, promotable now): {', '.join(st.open_candidates) or 'none'}",
         f"not promoted: {', '.join(st.not_promoted) or 'none'}",
         f"work tree: {st.work_tree}",
+        f"registered data waiting: {', '.join(st.pending_data)}, {st.pending_where}" if st.pending_data
+        else "registered data waiting: none",
         f"DVC remote: {st.remote_detail}"]))
 
 
