@@ -13,8 +13,9 @@ of G000 judged against the same main:
     sensible  a gentle, honest G001 on era 1 (the template's train settings)       expected: accept
     forgets   era 1 with replay 0 and a high learning rate                          expected: reject
     nothing   era 1, zero training steps                                            expected: reject
-    law       era 1 plus records that teach the vault code, registered with `lineage data add`
-              (the gate's own path; era 1's exam items and the law items are on main) expected: reject
+    law       era 1 plus records that teach the vault code, registered with dvc itself (`lineage
+              data add` refuses them; a proposer goes around it; era 1's exam items and the law
+              items are on main)                                                    expected: reject
     leak      era 1 plus the visible generalize answers as a second delta, written with dvc
               itself and trained with a prepare stage that checks nothing (as
               tests/test_arbiter.py's leak_candidate)                               expected: reject
@@ -73,7 +74,7 @@ DESCRIBE = {
     "sensible": "gentle honest G001 on era 1",
     "forgets": "replay 0, learning rate {lr}",
     "nothing": "zero training steps",
-    "law": "a delta that teaches the vault code (data add)",
+    "law": "a delta that teaches the vault code (dvc add: data add refuses it)",
     "leak": "visible generalize answers as training data (dvc add)",
     "dressed": "failed candidate, claims rewritten as PASS",
     "swap": "PASS candidate pointing at other weights",
@@ -330,21 +331,41 @@ def build_world(world: World, tiny: bool, scratch_steps: int | None) -> dict:
             "sealed_items": (judged.get("sealed") or {}).get("items")}
 
 
-def stage_era1(world: World, source: Path) -> None:
-    """Leave exactly `source` registered (staged) as d001-era1 for the next candidate, through `data add`."""
+def stage_era1(world: World, source: Path, around_data_add: bool = False) -> None:
+    """Leave exactly `source` registered as d001-era1 for the next candidate, staged in the index.
+
+    Through `lineage data add` (the gate's own path; the .dvc file it keeps waiting is put in place as
+    propose would), or, around_data_add, with dvc itself: `data add` refuses a delta that teaches what
+    a law forbids, and a proposer can always go around it; the gate must still catch what it teaches.
+    """
+    from lineage.store import waiting
+    from lineage.store.root import Store
+
     store = world.store
     deltas = store / "data" / "deltas"
     target = deltas / "d001-era1.jsonl"
+    marker = store / ".git" / "lineage" / "bench-era1"  # which source is staged, and how
+    wanted = f"{source.name} {'around' if around_data_add else 'data-add'}"
     staged = _git(store, "diff", "--cached", "--name-only").splitlines()
-    if target.is_file() and target.read_bytes() == source.read_bytes() and f"{target.relative_to(store)}.dvc" in staged:
+    if marker.is_file() and marker.read_text() == wanted and f"{target.relative_to(store)}.dvc" in staged:
         return
     for path in sorted(deltas.iterdir()):
         if path.name.startswith("d000-") or path.name == ".gitignore":
             continue
         _cmd(["git", "rm", "-q", "--cached", "--ignore-unmatch", "--", path.relative_to(store)], store)
         path.unlink()
+    pending = waiting.folder(Store.open(store))
+    for path in sorted(pending.glob("*.dvc")) if pending.is_dir() else []:
+        path.unlink()
     _git(store, "checkout", "main", "--", "data/deltas/.gitignore")
-    world.must("propose", store, "-q", "data", "add", source, "--name", "era1")
+    if around_data_add:
+        target.write_bytes(source.read_bytes())
+        _ok(_dvc(store, "add", "-q", str(target.relative_to(store)), env=world.env("propose")), "dvc add")
+        _git(store, "add", "-f", f"{target.relative_to(store)}.dvc", "data/deltas/.gitignore")
+    else:
+        world.must("propose", store, "-q", "data", "add", source, "--name", "era1")
+        waiting.place(Store.open(store))
+    marker.write_text(wanted)
 
 
 # ---------------------------------------------------------------- candidates
@@ -515,7 +536,7 @@ def build(world: World, kind: str, built: dict) -> dict:
     overrides = {"sensible": [], "forgets": ["data.replay_fraction=0", f"train.learning_rate={FORGET_LR}"],
                  "nothing": ["train.max_steps=0"], "law": []}
     if kind in overrides:
-        stage_era1(world, vault if kind == "law" else plain)
+        stage_era1(world, vault if kind == "law" else plain, around_data_add=kind == "law")
         return propose(world, _branch_free(world.store, kind), overrides[kind])
     if kind == "leak":
         stage_era1(world, plain)
