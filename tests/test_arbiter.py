@@ -35,7 +35,9 @@ from lineage.core.policy import Policy
 from lineage.guard import verdict
 from lineage.moves.arbiter_fetch import file_set_problem
 from lineage.moves.arbiter_judge import divergences
+from lineage.store import waiting
 from lineage.store.exam import pin_digest, read_exam
+from lineage.store.root import Store
 
 slow = pytest.mark.slow  # the tests that use the trained world
 
@@ -142,6 +144,7 @@ def leak_candidate(store: Path, env: dict, generation: str) -> str:
     skips the exam checks; then it commits, pushes its data and freezes the candidate as propose would.
     """
     branch = f"candidates/{generation}-leak"
+    waiting.place(Store.open(store))  # era 1's registration rides along, put in place as propose does
     git(store, "checkout", "-q", "-b", branch, "main")
     exam = read_exam(pygit2.Repository(str(store)), pygit2.Repository(str(store)).revparse_single("main"))
     rows = [{"kind": "qa", "prompt": i["prompt"], "completion": i["choices"][i["answer"]] + ".",
