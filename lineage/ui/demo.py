@@ -168,7 +168,15 @@ def main(argv: list[str]) -> int:
         say("The person approves: main fast-forwards, the burn-in runs.")
         tour.lineage("person", "proposal", "approve", cwd=store)
 
-        say("A careless candidate: zero training steps. It learns nothing new: its own gate fails 'generalize'.")
+        say("Era 2 arrives: the loop registers its data; the person approves its exam on main.")
+        tour.lineage("loop", "corpus", "write", "2", str(base / "era2.jsonl"), cwd=store)
+        tour.lineage("loop", "data", "add", str(base / "era2.jsonl"), cwd=store)
+        tour.lineage("person", "corpus", "exam", "2", str(base / "exam2.jsonl"), cwd=store)
+        tour.lineage("person", "exam", "add", str(base / "exam2.jsonl"), cwd=store)
+        tour.lineage("person", "change", "--reason", "the exam of era 2", cwd=store)
+
+        say("A careless candidate: zero training steps. It learns nothing of era 2: its own gate fails "
+            "'generalize'.")
         careless = tour.lineage("loop", "propose", "--name", "z", "-S", "train.max_steps=0", cwd=store,
                                 expect_fail=True)
         failed = next(line.split()[2] for line in careless.stdout.splitlines() if line.startswith("G"))
