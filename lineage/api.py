@@ -11,20 +11,20 @@ import os
 from pathlib import Path
 
 from .core.errors import StoreError
-from .loop import evolve as _evolve
-from .loop import proposal as _proposal
-from .loop import shadow as _shadow
-from .loop import stats as _stats
-from .moves import change as _change
-from .moves import exam as _exam
-from .moves import gc as _gc
-from .moves import init as _init
-from .moves import promote as _promote
-from .moves import propose as _propose
-from .moves import recover as _recover
-from .moves import register as _register
-from .moves import rollback as _rollback
-from .moves import sync as _sync
+from .loop import evolve as evolve_loop
+from .loop import proposal as proposal_loop
+from .loop import shadow as shadow_loop
+from .loop import stats as stats_loop
+from .moves import change as change_move
+from .moves import exam as exam_move
+from .moves import gc as gc_move
+from .moves import init as init_move
+from .moves import promote as promote_move
+from .moves import propose as propose_move
+from .moves import recover as recover_move
+from .moves import register as register_move
+from .moves import rollback as rollback_move
+from .moves import sync as sync_move
 
 # Results, re-exported so a caller needs only this module.
 from .moves.change import Change
@@ -35,7 +35,7 @@ from .moves.propose import Proposal
 from .moves.register import DataAdded
 from .moves.rollback import Rollback
 from .store import ledger, record, refs, weights
-from .store import verify as _verify
+from .store import verify as verify_store
 from .store.root import Store, find_root
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,7 +65,7 @@ def find_store(path: PathLike = ".") -> Path:
 def _mutating(path: PathLike | Store) -> Store:
     """Open the store and finish or undo what a killed command left, before a verb changes it."""
     store = Store.open(path)
-    _recover.recover(store)
+    recover_move.recover(store)
     return store
 
 
@@ -79,7 +79,7 @@ def init(path: PathLike = ".", protected_branch: str = "main", remote: str | Non
         InitConflictError: path is not a directory, or an existing dvc.yaml/stage script differs.
         DirtyTreeError: the git work tree has uncommitted changes.
     """
-    return _init.init(path, protected_branch, remote)
+    return init_move.init(path, protected_branch, remote)
 
 
 def data_add(file: PathLike, store: PathLike = ".", name: str | None = None) -> DataAdded:
@@ -88,32 +88,32 @@ def data_add(file: PathLike, store: PathLike = ".", name: str | None = None) -> 
     Raises:
         DataGateError: the file has an unparsable line, a secret or an unsafe source.
     """
-    return _register.data_add(Store.open(store), file, name)
+    return register_move.data_add(Store.open(store), file, name)
 
 
 def corpus_era(era: int, out: PathLike) -> Path:
     """Write one era of the bundled corpus's training records to a JSONL file."""
-    return _register.corpus_era(era, out)
+    return register_move.corpus_era(era, out)
 
 
 def corpus_exam(era: int, out: PathLike) -> Path:
     """Write one era of the bundled corpus's exam items to a JSONL file (for exam_add)."""
-    return _register.corpus_exam(era, out)
+    return register_move.corpus_exam(era, out)
 
 
-def exam_add(file: PathLike, store: PathLike = ".", delta: str | None = None) -> _exam.ExamAdded:
+def exam_add(file: PathLike, store: PathLike = ".", delta: str | None = None) -> exam_move.ExamAdded:
     """Check exam items, merge them into exam/<kind>.jsonl and stage them; change() commits them.
 
     Raises:
         MalformedDataError: a bad line (file and line named) or an unknown kind.
         DataGateError: an item overlaps registered training data.
     """
-    return _exam.exam_add(Store.open(store), file, delta)
+    return exam_move.exam_add(Store.open(store), file, delta)
 
 
-def exam_show(store: PathLike = ".") -> _exam.ExamView:
+def exam_show(store: PathLike = ".") -> exam_move.ExamView:
     """The exam on the protected branch: items per kind and per delta, its digest, what is pending."""
-    return _exam.exam_show(Store.open(store))
+    return exam_move.exam_show(Store.open(store))
 
 
 # ---------------------------------------------------------------- moves
@@ -121,7 +121,7 @@ def exam_show(store: PathLike = ".") -> _exam.ExamView:
 
 def propose(store: PathLike = ".", name: str = "a", overrides: list[str] | None = None, progress=None) -> Proposal:
     """Train a candidate from the protected tip, gate it, commit, push its data and freeze it."""
-    return _propose.propose(_mutating(store), name, overrides, progress=progress)
+    return propose_move.propose(_mutating(store), name, overrides, progress=progress)
 
 
 def promote(candidate: str, store: PathLike = ".") -> Promotion:
@@ -130,51 +130,51 @@ def promote(candidate: str, store: PathLike = ".") -> Promotion:
     Raises:
         ArbiterRefusedError: the move is refused.
     """
-    return _promote.promote(_mutating(store), candidate)
+    return promote_move.promote(_mutating(store), candidate)
 
 
 def rollback(reason: str, to: str | None = None, store: PathLike = ".") -> Rollback:
     """Restore a promoted generation with a new commit on the protected branch."""
-    return _rollback.rollback(_mutating(store), reason, to)
+    return rollback_move.rollback(_mutating(store), reason, to)
 
 
 def change(reason: str, store: PathLike = ".") -> Change:
     """Commit the staged policy/stage/code changes on the protected branch as an approved change."""
-    return _change.change(Store.open(store), reason)
+    return change_move.change(Store.open(store), reason)
 
 
-def repair(store: PathLike = ".") -> _recover.Repair:
+def repair(store: PathLike = ".") -> recover_move.Repair:
     """Finish or undo killed commands, clear stale locks, report what is still in the way."""
-    return _recover.repair(Store.open(store))
+    return recover_move.repair(Store.open(store))
 
 
-def gc(store: PathLike = ".", cloud: bool = False, dry_run: bool = False) -> _gc.GcResult:
+def gc(store: PathLike = ".", cloud: bool = False, dry_run: bool = False) -> gc_move.GcResult:
     """Free DVC cache (and remote) space, never the data of anything the record reaches."""
-    return _gc.gc(_mutating(store), cloud, dry_run)
+    return gc_move.gc(_mutating(store), cloud, dry_run)
 
 
 # ---------------------------------------------------------------- the loop
 
 
 def evolve(store: PathLike = ".", cycle: int | None = None, k: int | None = None, seeds: list[int] | None = None,
-           strategies: list[str] | None = None, progress=None) -> _evolve.WindowResult:
+           strategies: list[str] | None = None, progress=None) -> evolve_loop.WindowResult:
     """One evolution window: preconditions, K candidates, rank, freeze all, propose the best."""
-    return _evolve.evolve(_mutating(store), cycle, k, seeds, strategies, progress)
+    return evolve_loop.evolve(_mutating(store), cycle, k, seeds, strategies, progress)
 
 
 def proposal_show(store: PathLike = ".") -> dict:
     """The loop's open (or last) proposal."""
-    return _proposal.proposal_show(Store.open(store))
+    return proposal_loop.proposal_show(Store.open(store))
 
 
 def proposal_decide(approve: bool, reason: str | None = None, store: PathLike = ".") -> dict:
     """Approve (promote, approval recorded) or reject (reason recorded) the proposal."""
-    return _proposal.proposal_decide(_mutating(store), approve, reason)
+    return proposal_loop.proposal_decide(_mutating(store), approve, reason)
 
 
 def shadow(candidate: str, store: PathLike = ".") -> dict:
     """HEAD and a candidate side by side on everyday prompts: parity and differences."""
-    return _shadow.shadow(Store.open(store), candidate)
+    return shadow_loop.shadow(Store.open(store), candidate)
 
 
 def serve(store: PathLike = ".", port: int | None = None, bind: str | None = None, shadow: str | None = None,
@@ -190,9 +190,9 @@ def serve(store: PathLike = ".", port: int | None = None, bind: str | None = Non
     return serving.serve(Store.open(store), port, bind, shadow, shadow_rate, ready, poll_seconds)
 
 
-def stats(store: PathLike = ".") -> _stats.LoopStats:
+def stats(store: PathLike = ".") -> stats_loop.LoopStats:
     """How the evolution loop is doing, from the log alone."""
-    return _stats.stats(Store.open(store))
+    return stats_loop.stats(Store.open(store))
 
 
 # ---------------------------------------------------------------- reading the record
@@ -245,9 +245,9 @@ def diff(a: str, b: str, store: PathLike = ".") -> dict:
     return record.diff(Store.open(store), a, b)
 
 
-def verify(store: PathLike = ".") -> _verify.VerifyReport:
+def verify(store: PathLike = ".") -> verify_store.VerifyReport:
     """Re-hash every promoted generation; check evidence, tags and the log."""
-    return _verify.verify(Store.open(store))
+    return verify_store.verify(Store.open(store))
 
 
 def verify_signatures(store: PathLike = "."):
@@ -389,19 +389,19 @@ def hub_log(path: PathLike) -> list[dict]:
 
 def clone(url: str, dest: PathLike, dvc_remote: str | None = None):
     """Clone a hub into a working store: its advertised DVC remote, the local hook, the served weights."""
-    from .moves import clone as _clone
+    from .moves import clone as clone_move
 
-    return _clone.clone(url, dest, dvc_remote)
+    return clone_move.clone(url, dest, dvc_remote)
 
 
-def push(store: PathLike = ".", remote: str = "hub") -> _sync.PushResult:
+def push(store: PathLike = ".", remote: str = "hub") -> sync_move.PushResult:
     """Push DVC data, then every lineage ref atomically."""
-    return _sync.push(Store.open(store), remote)
+    return sync_move.push(Store.open(store), remote)
 
 
 def pull(store: PathLike = ".", remote: str = "hub") -> dict:
     """Fetch lineage refs and DVC data; fast-forward the protected branch through the arbiter."""
-    return _sync.pull(Store.open(store), remote)
+    return sync_move.pull(Store.open(store), remote)
 
 
 def report_data(store: PathLike = ".") -> dict:
