@@ -234,25 +234,6 @@ def refs_under(repo: Repo, prefix: str) -> Iterator[Any]:
             yield ref
 
 
-def write_empty_commit(repo: Repo, message: str, parent: str | None) -> str:
-    """A commit over the empty tree, by 'lineage', written without moving any ref (the log's events)."""
-    import pygit2
-
-    sig = pygit2.Signature("lineage", "lineage@localhost")
-    return str(repo.create_commit(None, sig, sig, message, repo.TreeBuilder().write(), [parent] if parent else []))
-
-
-def tree_with(repo: Repo, base: Commit, source: Commit, names: tuple[str, ...]) -> str:
-    """The tree of base with each top-level name taken from source (removed where source lacks it)."""
-    builder = repo.TreeBuilder(base.tree)
-    for name in names:
-        if name in source.tree:
-            builder.insert(name, source.tree[name].id, source.tree[name].filemode)
-        elif name in base.tree:
-            builder.remove(name)
-    return str(builder.write())
-
-
 # ---------------------------------------------------------------- refs through the CLI
 
 
@@ -425,33 +406,6 @@ def is_ignored(cwd: str | Path, path: str) -> bool:
 # ---------------------------------------------------------------- remotes
 
 
-def remotes(cwd: str | Path) -> list[str]:
-    return git(["remote"], cwd=cwd).stdout.split()
-
-
-def set_remote(cwd: str | Path, name: str, url: str) -> None:
-    """Add (or replace) a git remote."""
-    git(["remote", "remove", name], cwd=cwd, check=False)
-    git(["remote", "add", name, url], cwd=cwd)
-
-
-def remote_refs(cwd: str | Path, remote: str) -> dict[str, str]:
-    """ref -> commit (annotated tags peeled) on a remote.
-
-    Raises:
-        StoreError: the remote cannot be listed.
-    """
-    listed = git(["ls-remote", remote], cwd=cwd, check=False)
-    if listed.returncode != 0:
-        raise StoreError(f"cannot list the refs of git remote '{remote}': "
-                         f"{(listed.stderr.strip().splitlines() or ['unreachable'])[-1]}")
-    peeled: dict[str, str] = {}
-    for line in listed.stdout.splitlines():
-        sha, ref = line.split("\t")
-        peeled[ref.removesuffix("^{}")] = sha  # the peeled line of an annotated tag comes last
-    return peeled
-
-
 def reachable_commits(cwd: str | Path) -> set[str]:
     """Every commit HEAD, branches, tags and remote-tracking branches reach."""
     return set(git(["rev-list", "HEAD", "--branches", "--tags", "--remotes"], cwd=cwd).stdout.split())
@@ -467,76 +421,3 @@ def is_shallow(cwd: str | Path) -> bool:
 
 def prune_worktrees(cwd: str | Path, dry_run: bool) -> list[str]:
     return git(["worktree", "prune", "--verbose", *(["--dry-run"] if dry_run else [])], cwd=cwd).stderr.splitlines()
-
-
-def http_backend() -> str:
-    """The path of git's own smart-HTTP CGI program, git-http-backend."""
-    return str(Path(_out(["--exec-path"], ".")) / "git-http-backend")
-
-
-def exec_pack(service: str, repository: str | Path, env: dict) -> None:
-    """Replace this process with git's upload-pack or receive-pack on repository (an SSH forced command)."""
-    if service not in ("upload-pack", "receive-pack"):
-        raise ValueError(service)
-    os.execvpe("git", ["git", service, str(repository)], {**os.environ, **env})
-
-
-def clone(url: str, dest: str | Path, origin: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """git clone URL DEST with the remote named origin; never raises (the caller reads why it failed)."""
-    return git(["clone", "-q", "--origin", origin, url, str(dest)], cwd=".", check=False,
-               env={**_no_prompt(), **(env or {})})
-
-
-def ls_remote(cwd: str | Path, url: str, refs: list[str]) -> subprocess.CompletedProcess:
-    """git ls-remote URL REFS; never raises."""
-    return git(["ls-remote", url, *refs], cwd=cwd, check=False, env=_no_prompt())
-
-
-def _no_prompt() -> dict:
-    """Without a terminal on stdin, git must fail on missing credentials rather than wait at a prompt."""
-    return {} if os.isatty(0) else {"GIT_TERMINAL_PROMPT": "0"}
-
-
-def fetch(cwd: str | Path, remote: str, refspecs: list[str]) -> None:
-    git(["fetch", "-q", remote, *refspecs], cwd=cwd)
-
-
-def push_atomic(cwd: str | Path, remote: str, refspecs: list[str]) -> subprocess.CompletedProcess:
-    """git push --atomic --porcelain; never raises (the caller reads what was refused)."""
-    return git(["push", "--atomic", "--porcelain", remote, *refspecs], cwd=cwd, check=False)
-
-
-# ---------------------------------------------------------------- a commit of some staged paths
-
-
-def staged_names(cwd: str | Path) -> list[str]:
-    """Every path whose index entry differs from HEAD (renames as a removal and an addition)."""
-    out = git(["diff", "--cached", "--name-only", "--no-renames", "-z"], cwd=cwd).stdout
-    return [p for p in out.split("\0") if p]
-
-
-def tree_with_staged(repo: Repo, base: Commit, paths: list[str]) -> str:
-    """The tree of base with each path as the index stages it (removed where the index has none)."""
-    import pygit2
-
-    staged = pygit2.Index(str(Path(repo.path) / "index"))
-    tree = pygit2.Index()
-    tree.read_tree(base.tree)
-    for path in paths:
-        if path in staged:
-            entry = staged[path]
-            tree.add(pygit2.IndexEntry(path, entry.id, entry.mode))
-        elif path in tree:
-            tree.remove(path)
-    return str(tree.write_tree(repo))
-
-
-def staged_blob(repo: Repo, path: str) -> bytes | None:
-    """The bytes the index stages for path, or None when the index has no such file."""
-    import pygit2
-
-    staged = pygit2.Index(str(Path(repo.path) / "index"))
-    if path not in staged:
-        return None
-    obj = repo[staged[path].id]
-    return obj.data if obj.type_str == "blob" else None

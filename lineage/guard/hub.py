@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..adapters import git
+from ..adapters import git, git_remote, git_trees
 from ..core.errors import ArbiterRefusedError, LineageError, StoreError, UsageError
 from ..store import registry
 from . import hub_access, verdict
@@ -96,7 +96,7 @@ def init(path: str | Path, protected_branch: str = "main", store=None, name: str
     install_hooks(hub)
     if dvc_remote:  # published on refs/lineage/hub when the hub is served ('lineage hub serve')
         git.config_set(hub, DVC_KEY, dvc_remote)
-    git.set_remote(store.root, name, str(hub))
+    git_remote.set_remote(store.root, name, str(hub))
     return HubInit(str(hub), protected_branch, name)
 
 
@@ -118,7 +118,7 @@ def advertise(hub: Path, dvc_remote: str) -> str:
     current = git.ref_commit(repo, HUB_REF)
     if current is not None and repo[current].message.strip() == message:
         return current
-    commit = git.write_empty_commit(repo, message + "\n", current)
+    commit = git_trees.write_empty_commit(repo, message + "\n", current)
     git.update_ref(hub, HUB_REF, commit, current)
     return commit
 

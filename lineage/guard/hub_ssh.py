@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..adapters import git
+from ..adapters import git, git_remote
 from . import hub_access
 
 SERVICES = {"git-upload-pack": "upload-pack", "git-receive-pack": "receive-pack"}
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     if hub_access.role_of(repo, user) is None:
         print(f"lineage hub: refused: {user} has no role on this hub", file=sys.stderr)
         return 1
-    git.exec_pack(service, hub, {"REMOTE_USER": user})
+    git_remote.exec_pack(service, hub, {"REMOTE_USER": user})
     return 0
 
 

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..adapters import git, ssh
+from ..adapters import git, git_remote, git_trees, ssh
 from ..core.canonical import canonical_json
 from ..core.errors import StoreError
 
@@ -142,7 +142,7 @@ def store(store_, verdict: Verdict) -> str:
         raise StoreError("a verdict names no candidate commit")
     name = verdict_ref(commit)
     old = git.rev_parse(store_.root, name)
-    new = git.write_empty_commit(store_.repo, verdict.to_message(), old)
+    new = git_trees.write_empty_commit(store_.repo, verdict.to_message(), old)
     proc = git.update_ref(store_.root, name, new, old, reason="lineage arbiter verdict", check=False)
     if proc.returncode != 0:
         raise StoreError(f"could not record the verdict on {name}: {proc.stderr.strip()[-200:]}", "Run again.")
@@ -190,7 +190,7 @@ def push(store_, remote: str, commit: str) -> None:
         StoreError: the remote refused it (its reason named).
     """
     name = verdict_ref(commit)
-    proc = git.push_atomic(store_.root, remote, [f"{name}:{name}"])
+    proc = git_remote.push_atomic(store_.root, remote, [f"{name}:{name}"])
     if proc.returncode != 0 or any(line.startswith("!") for line in proc.stdout.splitlines()):
         said = [ln.split("lineage hub: ", 1)[1] for ln in proc.stderr.splitlines()
                 if "lineage hub: " in ln and "hint" not in ln]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from ..adapters import git
+from ..adapters import git, git_trees
 from ..core.errors import MalformedDataError, UsageError
 from ..core.exam import EXAM_DIR, KINDS, exam_path, parse_items
 from ..core.policy import Policy
@@ -53,7 +53,7 @@ def check_staged(repo, paths: list[str]) -> None:
         raise UsageError(f"{OVERRIDES} is a generation's record of its -S overrides, not a setting to change",
                          f"Change the store's settings in params.yaml instead: git restore --staged {OVERRIDES}")
     if "params.yaml" in paths:
-        blob = git.staged_blob(repo, "params.yaml")
+        blob = git_trees.staged_blob(repo, "params.yaml")
         fix = "Fix params.yaml, stage it and run again; nothing was committed."
         if blob is None:
             raise UsageError("the change removes params.yaml", "A store needs its params.yaml: git restore --staged "
@@ -69,7 +69,7 @@ def check_staged(repo, paths: list[str]) -> None:
     for kind in KINDS:
         path = exam_path(kind)
         if path in paths:
-            blob = git.staged_blob(repo, path)
+            blob = git_trees.staged_blob(repo, path)
             if blob is not None:
                 try:
                     parse_items(kind, blob.decode("utf-8"), path)
@@ -93,7 +93,7 @@ def change(store, reason: str) -> Change:
         raise UsageError("an approved change needs a reason", "Pass --reason TEXT.")
     if not store.on_protected():
         raise UsageError(f"check out {store.protected} first", f"git checkout {store.protected}")
-    paths = change_paths(git.staged_names(store.root))
+    paths = change_paths(git_trees.staged_names(store.root))
     if not paths:
         raise UsageError("nothing is staged to change",
                          f"git add the policy, stage or code change first ('lineage exam add FILE' for {EXAM_DIR}/); "
@@ -116,7 +116,7 @@ def commit_paths_attested(store, paths: list[str], message: str, action: str) ->
     """
     tip = store.tip()
     old = str(tip.id)
-    new = git.commit_tree(store.root, git.tree_with_staged(store.repo, tip, paths), old, message, store.env(),
+    new = git.commit_tree(store.root, git_trees.tree_with_staged(store.repo, tip, paths), old, message, store.env(),
                           signing_key=keys.signing_key(store.root))  # git's own signature too (verify-commit)
     attest(store, new, action)
     git.update_ref(store.root, store.protected_ref, new, old, reason=f"lineage {action}: {message.splitlines()[0]}")

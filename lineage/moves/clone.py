@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..adapters import dvc, git
+from ..adapters import dvc, git, git_remote
 from ..core.errors import UsageError
 from ..guard import hub as hub_mod
 from ..guard.hook import install
@@ -57,7 +57,7 @@ def advertises(url: str) -> bool:
     Raises:
         UsageError: the hub cannot be read (wrong credentials, no such hub).
     """
-    proc = git.ls_remote(".", url, [hub_mod.HUB_REF])
+    proc = git_remote.ls_remote(".", url, [hub_mod.HUB_REF])
     if proc.returncode != 0:
         why = _why(proc.stderr)
         hint = ("Check the user and password (in the URL as https://USER:PASSWORD@HOST/…, or a git credential "
@@ -89,7 +89,7 @@ def clone(url: str, dest: str | Path, dvc_remote: str | None = None) -> Cloned:
     if not dvc_remote and not advertises(url):
         raise UsageError(f"the hub at {redact(url)} advertises no DVC remote, so its weights cannot be pulled",
                          "On the server: 'lineage hub dvc-remote PATH URL'; or give --dvc-remote URL here.")
-    proc = git.clone(url, target, REMOTE)
+    proc = git_remote.clone(url, target, REMOTE)
     if proc.returncode != 0:
         raise UsageError(f"git clone of {redact(url)} failed: {_why(proc.stderr)}")
     mirror = f"refs/remotes/{REMOTE}/lineage-hub"

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..adapters import dvc, git
+from ..adapters import dvc, git, git_remote
 from ..core.errors import StoreError, UsageError
 from ..store.journal import running_commands
 
@@ -68,7 +68,7 @@ def _local_remote(root: Path) -> Path | None:
 
 def _refs_missing_here(root: Path) -> list[str]:
     """Refs of any git remote whose commits this store's own history does not reach."""
-    names = git.remotes(root)
+    names = git_remote.remotes(root)
     if not names:
         return []
     # what dvc gc --all-commits walks: HEAD, branches, remote-tracking branches, tags
@@ -76,7 +76,7 @@ def _refs_missing_here(root: Path) -> list[str]:
     missing = []
     for remote in names:
         try:
-            peeled = git.remote_refs(root, remote)
+            peeled = git_remote.remote_refs(root, remote)
         except StoreError as exc:
             raise StoreError(str(exc), "gc --cloud must see every ref that shares the DVC remote; reach it, "
                                        "or drop --cloud.") from None

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..adapters import git, sshd, web
+from ..adapters import git, git_remote, sshd, web
 from ..core.errors import UsageError
 from ..guard import hub as hub_mod
 from ..guard import hub_access
@@ -94,7 +94,7 @@ def serve(path: str | Path, port: int | None, bind: str = "127.0.0.1", echo: Cal
     servers: list = []
     try:
         if port is not None:
-            servers.append(web.start(hub, hub.name, bind, port, hub_access.passwd_file(hub), git.http_backend(),
+            servers.append(web.start(hub, hub.name, bind, port, hub_access.passwd_file(hub), git_remote.http_backend(),
                                      passed))
             urls.append(f"http://{host}:{port}/{hub.name}")
         if ssh_port is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..adapters import dvc, git
+from ..adapters import dvc, git, git_trees
 from ..core import faults
 from ..core.errors import ArbiterRefusedError, IntegrityError, UsageError
 from ..core.settings import OVERRIDES
@@ -80,7 +80,7 @@ def rollback(store, reason: str, to: str | None = None, cycle: int | None = None
         # The restoring commit is built from trees, not the index: nothing moves until the transaction.
         message = (f"rollback: {current} -> {to}\n\n{reason.strip()}\n\n"
                    f"Rollback-From: {current}\nRollback-To: {to}\nReason: {' '.join(reason.split())}")
-        commit = git.commit_tree(root, git.tree_with(repo, tip, target, RESTORED), old, message, store.env())
+        commit = git.commit_tree(root, git_trees.tree_with(repo, tip, target, RESTORED), old, message, store.env())
         op.update(new=commit)
         faults.point("rollback:built")
         attest(store, commit, "rollback")  # signed and logged before anything moves

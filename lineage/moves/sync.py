@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..adapters import dvc, git
+from ..adapters import dvc, git, git_remote
 from ..core import faults
 from ..core.errors import ArbiterRefusedError, IntegrityError, StoreError
 from ..guard import verdict
@@ -44,7 +44,7 @@ def push(store, remote: str = "hub") -> PushResult:
     specs = [s for s in specs if "*" in s or store.repo.references.get(s.split(":")[0]) is not None]
     specs += _verdict_specs(store, remote)
     specs += registry.tag_refspecs(root)  # GTO's version and stage tags travel with the branch they name
-    proc = git.push_atomic(root, remote, specs)
+    proc = git_remote.push_atomic(root, remote, specs)
     faults.point("push:refs-pushed")
     rejected = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
     if proc.returncode != 0 or rejected:
@@ -91,7 +91,7 @@ def _check_remote_has_everything(store) -> None:
 def pull(store, remote: str = "hub") -> dict:
     """Fetch lineage refs and DVC data; fast-forward the protected branch through the local arbiter."""
     root, repo, protected = store.root, store.repo, store.protected
-    git.fetch(root, remote, [f"+refs/heads/*:refs/remotes/{remote}/*", "refs/tags/lineage/*:refs/tags/lineage/*",
+    git_remote.fetch(root, remote, [f"+refs/heads/*:refs/remotes/{remote}/*", "refs/tags/lineage/*:refs/tags/lineage/*",
                              f"+refs/lineage/log:refs/remotes/{remote}/lineage-log",
                              f"+{VERDICTS}*:refs/remotes/{remote}/verdicts/*",
                              *registry.tag_refspecs(root)])

@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from ..adapters import git
+from ..adapters import git, git_trees
 from ..core.canonical import canonical_json
 from ..core.errors import IntegrityError, StoreError
 from .locks import lasting_lock
@@ -62,7 +62,7 @@ def build(store, event: str, generation: str | None, data: dict | None, parent: 
     """Write the commit of one event on top of parent without moving the log (for a ref transaction)."""
     record = Event(event, generation, _actor(store.repo), round(time.time(), 3), data or {})
     message = canonical_json(record.to_dict()).decode() + "\n"
-    return git.write_empty_commit(store.repo, message, parent)
+    return git_trees.write_empty_commit(store.repo, message, parent)
 
 
 def append(store, event: str, generation: str | None, data: dict | None = None, retries: int = 60) -> str:
