@@ -16,15 +16,11 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import UsageError
-from .web import die_with_parent
+from .web import Server, die_with_parent, find_binary, wait_listening
 
 BINARY_ENV = "LINEAGE_SSHD"  # the sshd to run (default: sshd on PATH, or /usr/sbin/sshd)
 PACKAGE = "openssh-server"
@@ -50,46 +46,9 @@ LogLevel ERROR
 """
 
 
-@dataclass
-class Server:
-    """A running sshd and the temporary directory holding its config."""
-
-    process: subprocess.Popen
-    folder: Path
-
-    def last_error(self) -> str:
-        try:
-            lines = [ln for ln in (self.folder / "sshd.log").read_text(errors="replace").splitlines() if ln.strip()]
-        except OSError:
-            return ""
-        return lines[-1] if lines else ""
-
-    def stop(self, timeout: float = 10.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
-        return self.process.returncode
-
-
 def binary() -> str:
-    """The sshd executable.
-
-    Raises:
-        UsageError: it is not installed (names the package).
-    """
-    configured = os.environ.get(BINARY_ENV)
-    found = configured if configured else shutil.which(
-        "sshd", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
-    if not found or not os.access(found, os.X_OK):
-        raise UsageError(f"the SSH server is not installed: no {configured or 'sshd'} to run",
-                         f"Install the package: apt-get install {PACKAGE} (as root), then run 'lineage hub serve' "
-                         "again.")
-    return found
+    """The sshd executable (UsageError naming the package when it is missing)."""
+    return find_binary("sshd", BINARY_ENV, "the SSH server", PACKAGE)
 
 
 def host_key(path: Path) -> Path:
@@ -127,17 +86,4 @@ def start(bind: str, port: int, key: Path, authorized_keys: Path, env: dict, wai
     process = subprocess.Popen([exe, "-D", "-E", str(folder / "sshd.log"), "-f", str(folder / "sshd_config")],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True, preexec_fn=die_with_parent)
-    server = Server(process, folder)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            said = server.last_error()
-            server.stop()
-            raise UsageError(f"sshd did not start on {bind}:{port}: {said or 'it exited'}",
-                             "Pick another port with --ssh-port, or stop what listens there.")
-        with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM) as probe:
-            if probe.connect_ex((bind, port)) == 0:
-                return server
-        time.sleep(0.05)
-    server.stop()
-    raise UsageError(f"sshd did not answer on {bind}:{port} within {wait:.0f} s")
+    return wait_listening(Server("sshd", process, folder, folder / "sshd.log"), bind, port, wait, "--ssh-port")

@@ -52,18 +52,20 @@ $HTTP["url"] !~ "^/{name_re}(/|$)" {{
 
 @dataclass
 class Server:
-    """A running lighttpd: its process and the temporary directory holding its config."""
+    """A daemon lineage runs in the foreground (lighttpd, sshd): its process, the temporary directory
+    holding its config, and the log whose last line says why it stopped."""
 
+    name: str
     process: subprocess.Popen
     folder: Path
-    errorlog: Path
+    log: Path
 
     def last_error(self) -> str:
-        """The last line of lighttpd's error log, without its time stamp."""
-        return _last_line(self.errorlog)
+        """The last line of the daemon's log, without a leading time stamp."""
+        return last_line(self.log)
 
     def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM lighttpd (it finishes the requests in flight), wait, remove its config; its exit status."""
+        """SIGTERM the daemon (it finishes what is in flight), wait, remove its config; its exit status."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -75,20 +77,47 @@ class Server:
         return self.process.returncode
 
 
-def binary() -> str:
-    """The lighttpd executable.
+def find_binary(program: str, env_var: str, what: str, package: str) -> str:
+    """The executable of program ($env_var, else on PATH or in /usr/sbin, /sbin).
 
     Raises:
         UsageError: it is not installed (names the package).
     """
-    configured = os.environ.get(BINARY_ENV)
+    configured = os.environ.get(env_var)
     found = configured if configured else shutil.which(
-        "lighttpd", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+        program, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
     if not found or not os.access(found, os.X_OK):
-        raise UsageError(f"the web server is not installed: no {configured or 'lighttpd'} to run",
-                         f"Install the package: apt-get install {PACKAGE} (as root), then run 'lineage hub serve' "
+        raise UsageError(f"{what} is not installed: no {configured or program} to run",
+                         f"Install the package: apt-get install {package} (as root), then run 'lineage hub serve' "
                          "again.")
     return found
+
+
+def binary() -> str:
+    """The lighttpd executable (UsageError naming the package when it is missing)."""
+    return find_binary("lighttpd", BINARY_ENV, "the web server", PACKAGE)
+
+
+def wait_listening(server: Server, bind: str, port: int, wait: float, port_option: str,
+                   also_log: Path | None = None) -> Server:
+    """Return server once it accepts connections on bind:port.
+
+    Raises:
+        UsageError: it exited first (its log's last line named) or did not answer within wait; it is stopped.
+    """
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            said = server.last_error() or (last_line(also_log) if also_log else "")
+            server.stop()
+            raise UsageError(f"{server.name} did not start on {bind}:{port}: {said or 'it exited'}",
+                             f"Pick another port with {port_option}, or stop what listens there.")
+        with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex((bind, port)) == 0:
+                return server
+        time.sleep(0.05)
+    server.stop()
+    raise UsageError(f"{server.name} did not answer on {bind}:{port} within {wait:.0f} s")
 
 
 def port_free(bind: str, port: int) -> bool:
@@ -141,20 +170,8 @@ def start(hub: Path, name: str, bind: str, port: int, passwd: Path, backend: str
         process = subprocess.Popen([exe, "-D", "-f", str(folder / "lighttpd.conf")], stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
                                    preexec_fn=die_with_parent)
-    server = Server(process, folder, errorlog)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            said = _last_line(errorlog) or _last_line(folder / "stderr.log")
-            server.stop()
-            raise UsageError(f"lighttpd did not start on {bind}:{port}: {said or 'it exited'}",
-                             "Pick another port with --port, or stop what listens there.")
-        with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM) as probe:
-            if probe.connect_ex((bind, port)) == 0:
-                return server
-        time.sleep(0.05)
-    server.stop()
-    raise UsageError(f"lighttpd did not answer on {bind}:{port} within {wait:.0f} s")
+    return wait_listening(Server("lighttpd", process, folder, errorlog), bind, port, wait, "--port",
+                          also_log=folder / "stderr.log")
 
 
 def die_with_parent() -> None:
@@ -172,10 +189,13 @@ def _regex(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "\\" + c for c in name)
 
 
-def _last_line(path: Path) -> str:
+def last_line(path: Path) -> str:
+    """The last non-empty line of a log file ("" when there is none), without a leading time stamp."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return ""
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[-1].split(") ", 1)[-1] if lines else ""
+    if not lines:
+        return ""
+    return lines[-1].split(") ", 1)[-1] if lines[-1][:1].isdigit() else lines[-1]

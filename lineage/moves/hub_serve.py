@@ -113,7 +113,7 @@ def serve(path: str | Path, port: int | None, bind: str = "127.0.0.1", echo: Cal
         while True:
             for server in servers:
                 if server.process.poll() is not None:
-                    raise UsageError(f"{'lighttpd' if isinstance(server, web.Server) else 'sshd'} stopped by itself "
+                    raise UsageError(f"{server.name} stopped by itself "
                                      f"(exit {server.process.returncode}): {server.last_error() or 'no reason logged'}")
             time.sleep(0.5)
     except _Stop as stop:
