@@ -433,6 +433,33 @@ def add_signers(store: Path, keys_dir: Path | None = None, signer: Path | None =
     return keys
 
 
+def as_role(keys: dict, role: str) -> dict:
+    """The environment that makes lineage sign with the key of one role (keys: add_signers' result)."""
+    return {"LINEAGE_SIGNING_KEY": str(keys[role])}
+
+
+def refs(repo: Path) -> str:
+    """Every ref with its value: 'nothing moved' means this is byte-for-byte the same."""
+    return sh(["git", "for-each-ref", "--format=%(objectname) %(refname)"], repo).stdout.strip()
+
+
+def hooks_off_move(store: Path, commit: str) -> None:
+    """Move main with the local hook switched off (documented: the owner of .git can)."""
+    sh(["git", "-c", "core.hooksPath=/dev/null", "update-ref", "refs/heads/main", commit], store)
+
+
+def signed_store_with_hub(base: Path, g000: Path) -> dict:
+    """A copy of a trained G000 store given an approver, a proposer and an arbiter, G001-a proposed by the
+    proposer (PASS, no verdict yet), and a hub beside it holding all of it: {store, hub, keys, base}."""
+    store = clone_store(g000, base / "luna")
+    keys = add_signers(store, base / "keys")
+    assert "PASS" in lineage(store, "propose", env=as_role(keys, "propose")).stdout
+    hub = base / "luna.git"
+    lineage(store, "hub", "init", hub)
+    lineage(store, "push")
+    return {"store": store, "hub": hub, "keys": keys, "base": base}
+
+
 def sign_verdict(store: Path, candidate: str, key: Path, principal: str = ROLE_PRINCIPALS["arbiter"],
                  **predicate) -> str:
     """Sign and store a verdict about a candidate as the arbiter would, without evaluating it.

@@ -20,14 +20,16 @@ from pathlib import Path
 import pytest
 from conftest import (
     ROLE_PRINCIPALS,
-    add_signers,
-    clone_store,
+    as_role,
     copy_store,
+    hooks_off_move,
     lineage,
     make_key,
+    refs,
     relaxed_tiny,
     sh,
     sign_verdict,
+    signed_store_with_hub,
     trained_g000,
 )
 
@@ -50,29 +52,16 @@ def git(repo: Path, *args: str, check: bool = True, env: dict | None = None) -> 
     return sh(["git", *args], repo, check=check, env=env).stdout.strip()
 
 
-def refs(repo: Path) -> str:
-    return git(repo, "for-each-ref", "--format=%(objectname) %(refname)")
-
-
-def as_role(keys: dict, role: str) -> dict:
-    return {"LINEAGE_SIGNING_KEY": str(keys[role])}
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    base = tmp_path_factory.mktemp("hub-http")
-    store = clone_store(trained_g000(tmp_path_factory, TINY), base / "luna")
-    keys = add_signers(store, base / "keys")
-    assert "PASS" in lineage(store, "propose", env=as_role(keys, "propose")).stdout
-    hub = base / "luna.git"
-    lineage(store, "hub", "init", hub)
-    lineage(store, "push")
+    world = signed_store_with_hub(tmp_path_factory.mktemp("hub-http"), trained_g000(tmp_path_factory, TINY))
+    base, hub = world["base"], world["hub"]
     secret = base / "password"
     secret.write_text(PASSWORD + "\n")
     for name, role in USERS.items():
         assert f"added {name} to the hub as its {role}" in \
             lineage(base, "hub", "user", "add", hub, name, "--role", role, "--password-file", secret).stdout
-    return {"store": store, "hub": hub, "keys": keys, "base": base}
+    return world
 
 
 class Served:
@@ -118,10 +107,6 @@ def push(store: Path, url: str, *refspecs: str, extra: tuple = ()) -> tuple[int,
     proc = sh(["git", "push", "--atomic", "--force", *extra, url, *refspecs], store, check=False,
               env={"GIT_TERMINAL_PROMPT": "0"})
     return proc.returncode, proc.stderr
-
-
-def hooks_off_move(store: Path, commit: str) -> None:
-    git(store, "-c", "core.hooksPath=/dev/null", "update-ref", "refs/heads/main", commit)
 
 
 # ---------------------------------------------------------------- what HTTP closes

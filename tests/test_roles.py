@@ -25,14 +25,16 @@ import pytest
 import yaml
 from conftest import (
     ROLE_PRINCIPALS,
-    add_signers,
-    clone_store,
+    as_role,
     copy_store,
+    hooks_off_move,
     lineage,
+    refs,
     relaxed_tiny,
     sh,
     sign_approval,
     sign_verdict,
+    signed_store_with_hub,
     trained_g000,
 )
 
@@ -47,24 +49,10 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     return sh(["git", *args], repo, check=check).stdout.strip()
 
 
-def refs(repo: Path) -> str:
-    """Every ref with its value: 'nothing moved' means this is byte-for-byte the same."""
-    return git(repo, "for-each-ref", "--format=%(objectname) %(refname)")
-
-
 def push(store: Path, *refspecs: str) -> tuple[int, str]:
     """A raw `git push --atomic` to the hub (what anyone with push access can send)."""
     proc = sh(["git", "push", "--atomic", "--force", "hub", *refspecs], store, check=False)
     return proc.returncode, proc.stderr
-
-
-def hooks_off_move(store: Path, commit: str) -> None:
-    """Move main with the local hook switched off (documented: the owner of .git can)."""
-    git(store, "-c", "core.hooksPath=/dev/null", "update-ref", "refs/heads/main", commit)
-
-
-def as_role(keys: dict, role: str) -> dict:
-    return {"LINEAGE_SIGNING_KEY": str(keys[role])}
 
 
 def forge_attestation(store: Path, commit: str, action: str, key: Path, role: str, principal: str) -> None:
@@ -102,15 +90,9 @@ def commit_on_main(store: Path, message: str, edits: dict[str, bytes]) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """G000 served; an approver, a proposer and an arbiter; G001-a proposed (PASS, no verdict); a hub."""
-    base = tmp_path_factory.mktemp("roles")
-    store = clone_store(trained_g000(tmp_path_factory, TINY), base / "luna")
-    keys = add_signers(store, base / "keys")
-    assert "PASS" in lineage(store, "propose", env=as_role(keys, "propose")).stdout
-    hub = base / "luna.git"
-    lineage(store, "hub", "init", hub)
-    lineage(store, "push")
-    assert git(hub, "rev-parse", "main") == git(store, "rev-parse", "main")
-    return {"store": store, "hub": hub, "keys": keys}
+    world = signed_store_with_hub(tmp_path_factory.mktemp("roles"), trained_g000(tmp_path_factory, TINY))
+    assert git(world["hub"], "rev-parse", "main") == git(world["store"], "rev-parse", "main")
+    return world
 
 
 @pytest.fixture
