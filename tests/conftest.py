@@ -433,6 +433,18 @@ def add_signers(store: Path, keys_dir: Path | None = None, signer: Path | None =
     return keys
 
 
+def one_error(code: int, err: str, *needles: str, exit_code: int = 1) -> str:
+    """The command exited exit_code with exactly one 'error:' line holding every needle, and a hint."""
+    assert code == exit_code, err
+    errors = error_lines(err)
+    assert len(errors) == 1, err
+    for needle in needles:
+        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
+    assert any(line.startswith("hint: ") for line in err.splitlines()), err
+    assert "Traceback" not in err
+    return errors[0]
+
+
 def as_role(keys: dict, role: str) -> dict:
     """The environment that makes lineage sign with the key of one role (keys: add_signers' result)."""
     return {"LINEAGE_SIGNING_KEY": str(keys[role])}

@@ -9,7 +9,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import commit_on_protected_branch, dvc, error_lines, git, read_params, run_cli, set_params, stage
+from conftest import (
+    commit_on_protected_branch,
+    dvc,
+    error_lines,
+    git,
+    one_error,
+    read_params,
+    run_cli,
+    set_params,
+    stage,
+)
 
 from lineage.core.data import Delta, sample_replay, training_text
 
@@ -59,18 +69,6 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-def assert_one_refusal(code: int, err: str, *needles: str) -> str:
-    """Exit 1, exactly one 'error:' line holding every needle, a hint, no traceback."""
-    assert code == 1, err
-    errors = error_lines(err)
-    assert len(errors) == 1, err
-    for needle in needles:
-        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
-    assert any(line.startswith("hint: ") for line in err.splitlines()), err
-    assert "Traceback" not in err
-    return errors[0]
-
-
 # ---------------------------------------------------------------- a clean prepare
 
 def test_prepare_writes_the_training_set_and_probes(prepared_store):
@@ -103,7 +101,7 @@ def test_a_generalize_item_leaked_into_training_fails_the_run_naming_the_line(pr
 
     code, _, err = stage(prepared_store, "prepare")
 
-    assert_one_refusal(code, err, "data/deltas/d001-gossip.jsonl:2", "overlaps the exam", "generalize",
+    one_error(code, err, "data/deltas/d001-gossip.jsonl:2", "overlaps the exam", "generalize",
                        "exam/generalize.jsonl:", "near copy")
     assert (prepared_store / "data/prepared/train.jsonl").read_bytes() == before, "nothing prepared"
 
@@ -150,7 +148,7 @@ def test_prepare_refuses_bad_data_with_one_line(prepared_store, case):
 
     code, _, err = stage(prepared_store, "prepare")
 
-    line = assert_one_refusal(code, err, *needles)
+    line = one_error(code, err, *needles)
     assert FAKE_AWS_KEY not in err and "MIIEowIBAAKCAQEA7bq" not in err, "a refusal must not echo the secret"
     assert line
 
@@ -162,7 +160,7 @@ def test_prepare_refuses_a_symlink_out_of_the_store(prepared_store, tmp_path):
 
     code, _, err = stage(prepared_store, "prepare")
 
-    assert_one_refusal(code, err, "data/deltas/d001-link.jsonl", "symlink", "outside the store")
+    one_error(code, err, "data/deltas/d001-link.jsonl", "symlink", "outside the store")
 
 
 def test_a_symlink_that_stays_inside_the_store_is_accepted(prepared_store):
@@ -187,7 +185,7 @@ def test_the_whitelist_comes_from_the_protected_branch_not_the_work_tree(prepare
 
     code, _, err = stage(prepared_store, "prepare")
 
-    assert_one_refusal(code, err, "data/deltas/notes.txt", "not whitelisted")
+    one_error(code, err, "data/deltas/notes.txt", "not whitelisted")
 
 
 def test_a_forbidden_glob_committed_on_main_applies(prepared_store):
@@ -196,7 +194,7 @@ def test_a_forbidden_glob_committed_on_main_applies(prepared_store):
 
     code, _, err = stage(prepared_store, "prepare")
 
-    assert_one_refusal(code, err, "data/deltas/d001-extra.jsonl", "forbidden", "**/d001-*")
+    one_error(code, err, "data/deltas/d001-extra.jsonl", "forbidden", "**/d001-*")
 
 
 def test_dvc_repro_passes_the_refusal_through(prepared_store):
@@ -213,7 +211,7 @@ def test_dvc_repro_passes_the_refusal_through(prepared_store):
 def test_nothing_new_to_learn_is_refused(prepared_store):
     fake_parent(prepared_store, ["d000-era0"])
     code, _, err = stage(prepared_store, "prepare")
-    assert_one_refusal(code, err, "no new data")
+    one_error(code, err, "no new data")
 
 
 # ---------------------------------------------------------------- lineage data add
@@ -226,7 +224,7 @@ def test_data_add_refuses_a_secret_and_registers_nothing(store, tmp_path):
 
     code, out, err = run_cli("data", "add", leak, cwd=store)
 
-    assert_one_refusal(code, err, "leak.jsonl:2", "secret", "aws_access_key_id")
+    one_error(code, err, "leak.jsonl:2", "secret", "aws_access_key_id")
     assert FAKE_AWS_KEY not in err + out
     assert sorted(p.name for p in (store / DELTAS).iterdir()) == before_files
     assert status(store) == before_status
@@ -241,7 +239,7 @@ def test_data_add_error_names_the_file_the_user_gave(store, tmp_path):
     code, _, err = run_cli("data", "add", leak, cwd=store)
 
     # The staging copy under data/deltas/ is gone by the time the user reads the message.
-    assert_one_refusal(code, err, f"{leak}:2")
+    one_error(code, err, f"{leak}:2")
 
 
 def test_data_add_refuses_an_unparsable_line(store, tmp_path):
@@ -251,7 +249,7 @@ def test_data_add_refuses_an_unparsable_line(store, tmp_path):
 
     code, _, err = run_cli("data", "add", bad, cwd=store)
 
-    assert_one_refusal(code, err, ":2:", "unparsable JSON")
+    one_error(code, err, ":2:", "unparsable JSON")
     assert status(store) == before
     assert not list((store / DELTAS).glob("d001-*"))
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import commit_on_protected_branch, error_lines, git, run_cli, stage
+from conftest import commit_on_protected_branch, git, one_error, run_cli, stage
 
 from lineage.core import corpus
 from lineage.core.errors import MalformedDataError
@@ -23,18 +23,6 @@ def jsonl(*rows) -> str:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
-def one_error(code: int, err: str, *needles: str, exit_code: int = 1) -> str:
-    """The command exited exit_code with exactly one 'error:' line holding every needle, and a hint."""
-    assert code == exit_code, err
-    errors = error_lines(err)
-    assert len(errors) == 1, err
-    for needle in needles:
-        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
-    assert any(line.startswith("hint: ") for line in err.splitlines()), err
-    assert "Traceback" not in err
-    return errors[0]
 
 
 def staged(store: Path) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,18 +77,24 @@ def check_item(kind: str, item: Any, where: str, line: int) -> dict[str, Any]:
     return item
 
 
-def parse_items(kind: str, text: str, where: str) -> list[dict[str, Any]]:
-    """Items of one exam file's text (JSONL), validated; blank lines skipped."""
-    items = []
+def jsonl_records(text: str, where: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) of each non-blank line of a JSONL text.
+
+    Raises:
+        MalformedDataError: a line is not JSON (where and the line named).
+    """
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             raise MalformedDataError(where, number, f"unparsable JSON ({exc.msg})") from None
-        items.append(check_item(kind, item, where, number))
-    return items
+
+
+def parse_items(kind: str, text: str, where: str) -> list[dict[str, Any]]:
+    """Items of one exam file's text (JSONL), validated; blank lines skipped."""
+    return [check_item(kind, item, where, number) for number, item in jsonl_records(text, where)]
 
 
 def render_items(items: list[dict[str, Any]]) -> str:

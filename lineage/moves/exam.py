@@ -15,7 +15,7 @@ from typing import Any
 from ..adapters import git
 from ..core.data import list_deltas, read_delta, training_text
 from ..core.errors import DataGateError, MalformedDataError, UsageError
-from ..core.exam import KINDS, Exam, counts, exam_path, item_from_line, merge, parse_items, render_items
+from ..core.exam import KINDS, Exam, counts, exam_path, item_from_line, jsonl_records, merge, parse_items, render_items
 from ..core.overlap import TrainingIndex, checked_text
 from ..store.exam import read_exam
 from ..store.rules import protected_policy
@@ -67,13 +67,7 @@ def read_items(file: Path, shown: str, delta: str | None) -> list[tuple[str, dic
     except UnicodeDecodeError:
         raise MalformedDataError(shown, 1, "not valid UTF-8") from None
     additions = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MalformedDataError(shown, number, f"unparsable JSON ({exc.msg})") from None
+    for number, record in jsonl_records(text, shown):
         kind, item = item_from_line(record, shown, number, delta)
         additions.append((kind, item, number))
     if not additions:
