@@ -27,7 +27,7 @@ demo: $(STAMP)
 browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
 	  || if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	       (apt-get update -qq -o DPkg::Lock::Timeout=300 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 chromium >/dev/null) \
 	         || echo "note: apt-get install chromium failed; the report's browser test cannot run"; \
 	     else echo "note: no Chromium on PATH; install it (apt-get install chromium) to run the report's browser test"; fi
 
@@ -37,7 +37,7 @@ browser:
 webserver:
 	@(command -v lighttpd >/dev/null || test -x /usr/sbin/lighttpd) && (command -v sshd >/dev/null || test -x /usr/sbin/sshd) \
 	  || if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lighttpd openssh-server >/dev/null) \
+	       (apt-get update -qq -o DPkg::Lock::Timeout=300 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 lighttpd openssh-server >/dev/null) \
 	         || echo "note: apt-get install lighttpd openssh-server failed; the served-hub tests cannot run"; \
 	     else echo "note: install lighttpd and openssh-server (apt-get) to run the served-hub tests"; fi
 
