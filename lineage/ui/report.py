@@ -55,6 +55,7 @@ details{margin:6px 0} summary{cursor:pointer;font-weight:600} .problem{color:#c6
 .tree a{cursor:pointer} .tree a:hover rect,.tree a:hover circle{filter:brightness(.92)}
 details.attempt{border:1px solid #e4e4e4;border-radius:4px;padding:4px 10px} .attempt-body{scroll-margin-top:3em}
 .attempt-body:target{outline:2px solid #1565c0;outline-offset:6px} h4{font-size:13px;margin:12px 0 4px}
+.attempt-body p{font-size:13px;margin:6px 0}
 details.raw{margin:2px 0 0} details.raw summary{font-weight:normal;color:#1565c0;font-size:11px}
 details.raw pre{margin:2px 0;max-width:900px} table.events td:nth-child(4){min-width:380px}
 """
