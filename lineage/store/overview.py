@@ -1,6 +1,7 @@
 """An overview of the whole record, as plain JSON-ready data: what `lineage report` draws.
 
-Every frozen candidate with its own evidence (metrics, criteria, budget, loss curve, card), the
+Every frozen candidate with its own evidence (metrics, criteria, the digest of the probe set it was
+judged on, budget, loss curve, card) and its diff against its parent (`record.parent_diffs`), the
 protected branch's history (promotions and rollbacks) and the evolution log.
 """
 
@@ -14,7 +15,7 @@ import yaml
 from ..adapters import git
 from ..core.errors import IntegrityError, LineageError
 from ..core.policy import Policy
-from . import ledger, refs
+from . import ledger, record, refs
 
 SCHEMA_VERSION = 1
 # (key in reports/train/metrics.json, policy.budget key, unit): the budget bars of the report
@@ -69,7 +70,7 @@ def _loss_curve(repo, commit, failure: dict | None) -> list:
     return [[s, v] for s, v in points if _finite(s) and _finite(v)]
 
 
-def _candidate(repo, row: dict, times: dict) -> dict:
+def _candidate(repo, row: dict, times: dict, diff: dict | None) -> dict:
     commit = repo[row["commit"]]
     gate = _own_json(repo, commit, "reports/gate.json")
     metrics = _own_json(repo, commit, "metrics.json")
@@ -97,6 +98,7 @@ def _candidate(repo, row: dict, times: dict) -> dict:
             "subject": commit.message.strip().splitlines()[0] if commit.message.strip() else "",
             "time": times.get(row.get("generation"), commit.commit_time),
             "metrics": scores, "criteria": list((gate or {}).get("criteria") or []),
+            "probes": ((gate or {}).get("hashes") or {}).get("probes"), "diff": diff,
             "budget": budget, "budget_status": (train or failure or {}).get("status"),
             "loss_curve": _loss_curve(repo, commit, failure), "card": card.decode("utf-8", "replace") if card else None}
 
@@ -118,9 +120,14 @@ def gather(store) -> dict:
         elif e.event == "ROLLBACK" and e.data.get("commit"):
             rolled[e.data["commit"]] = e.timestamp
     candidates = []
-    for row in refs.frozen_candidates(repo, protected):
+    rows = refs.frozen_candidates(repo, protected)
+    try:
+        diffs = record.parent_diffs(store, rows)
+    except (KeyError, ValueError, TypeError, LineageError) as exc:
+        diffs, problems = {}, [*problems, f"the diffs against each attempt's parent could not be read: {exc}"]
+    for row in rows:
         try:
-            candidates.append(_candidate(repo, row, proposed))
+            candidates.append(_candidate(repo, row, proposed, diffs.get(row.get("branch") or "")))
         except (KeyError, ValueError, TypeError):
             problems.append(f"the frozen tag of {row.get('branch')!r} names a commit this store lacks: "
                             f"{row.get('commit')!r}")

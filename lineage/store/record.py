@@ -183,6 +183,20 @@ def diff(store, a: str, b: str) -> dict:
     """A forensic comparison of two generations or attempts: criteria against B's thresholds, the
     exam each was judged on, training, data added, params changed, weights changed, verdicts."""
     va, vb = show(store, a), show(store, b)
+    result = compare(va, vb)
+    missing = [f"{v.name} has no weights: {v.reason or 'its run did not complete'}" for v in (va, vb)
+               if v.train is None or (v.train or {}).get("status") not in (None, "COMPLETE") or v.commit is None]
+    if missing:
+        result["weights"] = {"available": False, "why": "; ".join(missing)}
+    else:
+        wa, wb = weights.checkout(store, _checkout_name(va)), weights.checkout(store, _checkout_name(vb))
+        result["weights"] = {"available": True, **compare_weights(wa, wb)}
+    return result
+
+
+def compare(va: GenerationView, vb: GenerationView) -> dict:
+    """What `diff` says of A and B but the weights, from their committed evidence alone (no checkout)."""
+    a, b = va.name, vb.name
     gate_b = {c["name"]: c for c in (vb.gate or {}).get("criteria") or []}
     criteria = []
     for name in CRITERIA:
@@ -213,14 +227,37 @@ def diff(store, a: str, b: str) -> dict:
         "params": params,
         "metrics": {k: {"a": ma.get(k), "b": mb.get(k)} for k in sorted(set(ma) | set(mb)) if ma.get(k) != mb.get(k)},
     }
-    missing = [f"{v.name} has no weights: {v.reason or 'its run did not complete'}" for v in (va, vb)
-               if v.train is None or (v.train or {}).get("status") not in (None, "COMPLETE") or v.commit is None]
-    if missing:
-        result["weights"] = {"available": False, "why": "; ".join(missing)}
-    else:
-        wa, wb = weights.checkout(store, _checkout_name(va)), weights.checkout(store, _checkout_name(vb))
-        result["weights"] = {"available": True, **compare_weights(wa, wb)}
     return result
+
+
+def parent_diffs(store, rows: list[dict]) -> dict[str, dict | None]:
+    """Each frozen attempt (rows from `refs.frozen_candidates`) against the generation it was trained from,
+    by branch: `compare`'s facts, as `lineage diff PARENT ATTEMPT` shows them less the weights (comparing
+    weights checks both out: too slow for every attempt of a store). None: trained from the base, or the
+    parent generation is not in the record."""
+    repo = store.repo
+    promoted = refs.promotion_commits(repo, store.protected)
+    by_generation: dict[str, list[dict]] = {}
+    for row in rows:
+        by_generation.setdefault(row.get("generation") or "", []).append(row)
+    parents: dict[str, GenerationView | None] = {}
+
+    def generation_view(generation: str) -> GenerationView | None:
+        # as `show` resolves a generation: the commit main promoted it as, else its only attempt
+        if generation not in parents:
+            attempts = by_generation.get(generation, [])
+            commit = promoted.get(generation) or (attempts[0].get("commit") if len(attempts) == 1 else None)
+            row = next((r for r in attempts if r.get("commit") == commit), None)
+            parents[generation] = _view(store, generation, row, repo[commit], attempts) if commit else None
+        return parents[generation]
+
+    out: dict[str, dict | None] = {}
+    for row in rows:
+        parent = generation_view(row["parent"]) if row.get("parent") else None
+        name = (row.get("branch") or "").split("/", 1)[-1]
+        attempt = _view(store, name, row, repo[row["commit"]], by_generation.get(row.get("generation") or "", []))
+        out[row.get("branch") or name] = compare(parent, attempt) if parent is not None else None
+    return out
 
 
 def _checkout_name(view: GenerationView) -> str:

@@ -9,34 +9,31 @@ string from the store escaped. Same record, same bytes.
 
 from __future__ import annotations
 
-import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ..adapters import git
 from ..adapters.browser import BROWSERS, browser_args, find_browser, screenshot
 
 __all__ = ["BROWSERS", "BUDGET", "METRICS", "browser_args", "find_browser", "gather", "render", "screenshot", "write"]
+from .report_attempts import render_attempts
+from .report_events import render_events
 from .report_svg import (
     BUDGET,
     METRICS,
     esc,
-    finite,
     fmt,
     label,
     render_budget,
     render_delta_heatmap,
     render_loss_chart,
     render_metric_chart,
-    render_tree,
-    short,
     state_of,
 )
+from .report_tree import render_tree
 
 SCHEMA_VERSION = 1
 DEFAULT_OUT = Path(".lineage") / "report.html"  # git-ignored in every store: the tree stays clean
-EVENTS_SHOWN = 300
 
 
 def gather(store=".") -> dict:
@@ -49,16 +46,19 @@ def gather(store=".") -> dict:
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
-.meta{color:#555;font-size:13px} .charts{display:flex;flex-wrap:wrap;gap:18px} svg{background:#fff}
+.meta{color:#555;font-size:13px} .charts{display:flex;flex-wrap:wrap;gap:18px;overflow-x:auto} svg{background:#fff}
+.charts>svg{flex-shrink:0}
 .scroll{overflow-x:auto} table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ddd;padding:3px 6px;
 text-align:left;vertical-align:top} th{background:#f5f5f5} .PASS{color:#2e7d32} .FAIL{color:#c62828}
 .ABORTED{color:#757575} pre{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;padding:10px;font-size:12px}
 details{margin:6px 0} summary{cursor:pointer;font-weight:600} .problem{color:#c62828;font-weight:600}
+.tree a{cursor:pointer} .tree a:hover rect,.tree a:hover circle{filter:brightness(.92)}
+details.attempt{border:1px solid #e4e4e4;border-radius:4px;padding:4px 10px} .attempt-body{scroll-margin-top:3em}
+.attempt-body:target{outline:2px solid #1565c0;outline-offset:6px} h4{font-size:13px;margin:12px 0 4px}
+.attempt-body p{font-size:13px;margin:6px 0}
+details.raw{margin:2px 0 0} details.raw summary{font-weight:normal;color:#1565c0;font-size:11px}
+details.raw pre{margin:2px 0;max-width:900px} table.events td:nth-child(4){min-width:380px}
 """
-
-
-def _when(ts) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if finite(ts) else "–"
 
 
 def _candidate_table(data: dict) -> str:
@@ -75,31 +75,6 @@ def _candidate_table(data: dict) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("", "candidate", "verdict", "promoted", "parent", "score", "recall",
                                               "generalize", "tone drift", "law viol.", "failed", "reason", "commit"))
     return f"<table class=\"candidates\"><tr>{head}</tr>{''.join(rows)}</table>"
-
-
-def _events_table(data: dict) -> str:
-    events = data["events"][-EVENTS_SHOWN:]
-    note = (f"<p class=\"meta\">the last {EVENTS_SHOWN} of {len(data['events'])} events; "
-            "all of them: <code>lineage log --format jsonl</code></p>") if len(data["events"]) > EVENTS_SHOWN else ""
-    rows = "".join(f"<tr><td>{esc(_when(e.get('timestamp')))}</td><td>{esc(e.get('event'))}</td>"
-                   f"<td>{esc(e.get('generation') or '')}</td>"
-                   f"<td><code>{esc(short(json.dumps(e.get('data'), sort_keys=True), 240))}</code></td></tr>"
-                   for e in events)
-    return (note + "<table class=\"events\"><tr><th>time (UTC)</th><th>event</th><th>generation</th><th>data</th></tr>"
-            + rows + "</table>") if events else "<p class=\"meta\">the evolution log is empty</p>"
-
-
-def _cards(data: dict) -> str:
-    out = []
-    for c in data["candidates"]:
-        if not c["card"]:
-            continue
-        opened = " open" if c["head"] else ""
-        out.append(f'<details class="card" data-candidate="{esc(label(c))}"{opened}><summary>{esc(label(c))} '
-                   f'<span class="{state_of(c["verdict"])}">{esc(c["verdict"])}</span>'
-                   f'{" — promoted" if c["promoted"] else ""}{" — HEAD" if c["head"] else ""}</summary>'
-                   f"<pre>{esc(c['card'])}</pre></details>")
-    return "".join(out) or "<p class=\"meta\">no model cards yet</p>"
 
 
 def render(data: dict) -> str:
@@ -127,18 +102,22 @@ def render(data: dict) -> str:
 <p class="meta">policy on {esc(data["protected_branch"])}: {esc(policy_line)}</p>{problems}
 <h2>Lineage tree</h2>
 <p class="meta">columns are generations and rollbacks in the order they happened; the top line is
-{esc(data["protected_branch"])}; a thick border marks a promoted candidate; hover for reasons.</p>
+{esc(data["protected_branch"])}; a thick border marks the promoted candidate; hover for reasons, click for the
+attempt's card, reasons and diff.</p>
 <div class="scroll">{render_tree(data)}</div>
 <h2>Metrics across generations</h2>
-<p class="meta">circles: the candidate (filled when promoted, grey when the criterion did not apply); diamonds: its
-parent; dashed orange: the threshold its gate applied; green line: the served line.</p>
+<p class="meta">circles: the candidate (filled when promoted, grey when the criterion did not apply, and then
+not setting the axis); diamonds: its parent; dashed orange: the threshold its gate applied; green line: the served
+line; dotted purple: the probe set changed from the candidate before.</p>
 <div class="charts">{charts}</div>
 <h2>Recall per delta</h2><div class="scroll">{render_delta_heatmap(data)}</div>
 <h2>Training loss</h2><div class="scroll">{render_loss_chart(data)}</div>
 <h2>Budget</h2><div class="scroll">{render_budget(data)}</div>
 <h2>Candidates</h2><div class="scroll">{_candidate_table(data)}</div>
-<h2>Model cards</h2>{_cards(data)}
-<h2>Evolution log</h2><div class="scroll">{_events_table(data)}</div>
+<h2>Attempts</h2>
+<p class="meta">each attempt's gate reasons, its diff against the generation it was trained from, and its model
+card; a box or node in the tree opens its attempt here.</p>{render_attempts(data)}
+<h2>Evolution log</h2><div class="scroll">{render_events(data)}</div>
 </body></html>
 """
 

@@ -1,12 +1,15 @@
-"""The report's pictures: inline SVG drawn by hand (tree, metric charts, heatmap, loss, budget).
+"""The report's pictures: inline SVG drawn by hand (metric charts, heatmap, loss, budget; the tree is in
+report_tree.py) and the helpers they share.
 
 Pure functions of the data `report.gather` returns; every string from the store is escaped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
+import re
 from typing import Any
 
 from ..store.overview import BUDGET
@@ -30,10 +33,12 @@ def finite(x) -> bool:
 
 
 def esc(value) -> str:
+    """value as text safe in markup and in a quoted attribute."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
 def fmt(x) -> str:
+    """A number in four significant digits; – for nothing."""
     if x is None:
         return "–"
     if isinstance(x, float):
@@ -47,120 +52,36 @@ def state_of(verdict) -> str:
 
 
 def label(c: dict) -> str:
+    """A candidate's name (G002-b)."""
     return c["name"] or f'{c["generation"]}-?'
 
 
-def _svg(width: float, height: float, body: list[str], label: str, css_class: str) -> str:
+def anchor(c: dict) -> str:
+    """The id of a candidate's section on the page: its name in letters, digits and dashes, unique."""
+    name = label(c)
+    safe = re.sub(r"[^A-Za-z0-9-]", "_", name)
+    # a name changed by the substitution could meet another one: its own digest keeps the id unique
+    return f"attempt-{safe}" + ("" if safe == name else "-" + hashlib.sha256(name.encode()).hexdigest()[:10])
+
+
+def figure(width: float, height: float, body: list[str], label: str, css_class: str, style: str = "") -> str:
+    """An inline <svg> of width × height around body."""
+    styled = f' style="{style}"' if style else ""
     return (f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-            f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{esc(label)}">' + "".join(body) + "</svg>")
+            f'viewBox="0 0 {width:.0f} {height:.0f}"{styled} role="img" aria-label="{esc(label)}">' + "".join(body)
+            + "</svg>")
 
 
-def _text(x, y, s, size=11, anchor="start", weight="normal", fill="#222", extra="") -> str:
+def text(x, y, s, size=11, anchor="start", weight="normal", fill="#222", extra="") -> str:
+    """One <text>, its string escaped."""
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" font-weight="{weight}" '
             f'fill="{fill}"{extra}>{esc(s)}</text>')
 
 
 def short(s, n: int) -> str:
+    """s on one line, cut to n characters."""
     s = " ".join(str(s or "").split())
     return s if len(s) <= n else s[: n - 1] + "…"
-
-
-# ------------------------------------------------------------------ render: the tree
-
-
-def _columns(data: dict) -> list[dict]:
-    """Generations and rollbacks in the order they happened; promotions sit in their generation's column."""
-    cols: list[dict] = []
-    by_gen: dict[str, dict] = {}
-    for c in data["candidates"]:
-        col = by_gen.get(c["generation"])
-        if col is None:
-            col = by_gen[c["generation"]] = {"kind": "generation", "key": c["generation"], "time": c["time"],
-                                              "candidates": [], "main": None}
-            cols.append(col)
-        col["time"] = min(col["time"], c["time"])
-        col["candidates"].append(c)
-    for i, h in enumerate(data["history"]):
-        col = by_gen.get(h["generation"]) if h["kind"] == "promotion" else None
-        if col is not None and col["main"] is None:
-            col["main"] = {**h, "index": i}
-        else:
-            cols.append({"kind": h["kind"], "key": h["generation"], "time": h["time"], "candidates": [],
-                         "main": {**h, "index": i}})
-    order = {"generation": 0, "promotion": 1, "rollback": 2}
-    return sorted(cols, key=lambda col: (col["time"], order[col["kind"]], str(col["key"])))
-
-
-def render_tree(data: dict) -> str:
-    """Generations as columns, the protected branch on top, candidates below; HEAD and rollbacks marked."""
-    cols = _columns(data)
-    x0, step, y_main, y_first, row_h = 50, 140, 96, 176, 54
-    xs = [x0 + 110 + i * step for i in range(len(cols))]
-    rows = max([len(col["candidates"]) for col in cols] + [1])
-    width, height = x0 + 110 + len(cols) * step, y_first + rows * row_h + 10
-    last = len(data["history"]) - 1
-    main_x = {col["main"]["index"]: x for col, x in zip(cols, xs, strict=True) if col["main"]}
-    body = [f'<line x1="{x0}" y1="{y_main}" x2="{max(main_x.values(), default=x0)}" y2="{y_main}" stroke="#555" '
-            'stroke-width="3"/>',
-            _text(x0 - 30, y_main - 22, data["protected_branch"], 12, weight="bold"),
-            f'<circle class="base" cx="{x0}" cy="{y_main}" r="8" fill="#fff" stroke="#555" stroke-width="2"/>',
-            _text(x0, y_main + 26, "base", 10, "middle", fill="#555")]
-    for col, x in zip(cols, xs, strict=True):
-        if col["kind"] == "generation":
-            body.append(_text(x, height - 4, col["key"], 11, "middle", "bold", "#444",
-                              f' class="gen-label" data-generation="{esc(col["key"])}"'))
-        h = col["main"]
-        if h is None:
-            continue
-        if h["kind"] == "rollback":
-            target = next((main_x[j] for j in range(h["index"] - 1, -1, -1)
-                           if data["history"][j]["generation"] == h["generation"] and j in main_x), None)
-            if target is not None:
-                top, peak = y_main - 20, y_main - 70
-                body.append(f'<path class="rollback-arc" d="M{x} {top} C{x} {peak} {target} {peak} {target} {top}" '
-                            f'fill="none" stroke="{COLOURS["FAIL"]}" stroke-width="2" stroke-dasharray="6 4"/>')
-            node_label, fill, caption = f'↺ {h["generation"]}', "#fff3e0", f'rollback: {short(h["reason"], 22)}'
-        else:
-            node_label, fill, caption = h["generation"], FILLS["PASS"], "promoted"
-        is_head = h["index"] == last
-        tip = f'{h["kind"]} {h["generation"]} {h["commit"][:12]}'
-        tip += (f' from {h["from"]}' if h["from"] else "") + (f': {h["reason"]}' if h["reason"] else "")
-        body.append(f'<g class="main-node {h["kind"]}{" head" if is_head else ""}" '
-                    f'data-generation="{esc(h["generation"])}"><title>{esc(tip)}</title>'
-                    f'<circle cx="{x}" cy="{y_main}" r="{22 if is_head else 19}" fill="{fill}" stroke="#222" '
-                    f'stroke-width="{4 if is_head else 1.5}"/>'
-                    + _text(x, y_main + 4, node_label, 10, "middle", "bold")
-                    + _text(x, y_main + 36, caption, 9, "middle", fill="#555") + "</g>")
-        if is_head:
-            body.append(f'<g class="head-badge"><rect x="{x + 26}" y="{y_main - 9}" width="40" height="18" rx="3" '
-                        f'fill="#222"/>' + _text(x + 46, y_main + 4, "HEAD", 10, "middle", "bold", "#fff") + "</g>")
-    history = data["history"]
-    for _ci, (col, x) in enumerate(zip(cols, xs, strict=True)):
-        for j, c in enumerate(col["candidates"]):
-            y = y_first + j * row_h
-            # The candidate forked from the protected tip serving its parent just before its window.
-            fork = next((main_x[h] for h in sorted((k for k, xv in main_x.items() if xv < x), reverse=True)
-                         if history[h]["generation"] == c["parent"]), x0 if c["parent"] is None else None)
-            if fork is not None:
-                body.append(f'<path class="fork" d="M{fork} {y_main + 20} C{fork} {y + 4} {x - 70} {y + 4} {x - 55} '
-                            f'{y + 4}" fill="none" stroke="#999" stroke-width="1.5"/>')
-            if c["promoted"] and col["main"] is not None:
-                body.append(f'<line x1="{x}" y1="{y - 14}" x2="{x}" y2="{y_main + 20}" stroke="{COLOURS["PASS"]}" '
-                            'stroke-width="3"/>')
-            state = state_of(c["verdict"])
-            score = f'score {fmt(c["composite"])}' if c["composite"] is not None else ""
-            tip = f'{label(c)} {c["verdict"]}, parent {c["parent"] or "base"}'
-            tip += f', failed: {", ".join(c["failed"])}' if c["failed"] else ""
-            tip += f', reason: {c["reason"]}' if c["reason"] else ""
-            tip += f', composite {fmt(c["composite"])}' if c["composite"] is not None else ""
-            body.append(f'<g class="candidate {state}" data-candidate="{esc(label(c))}" '
-                        f'data-generation="{esc(c["generation"])}"><title>{esc(tip)}</title>'
-                        f'<rect x="{x - 55}" y="{y - 14}" width="110" height="36" rx="5" fill="{FILLS[state]}" '
-                        f'stroke="{COLOURS[state]}" stroke-width="{3 if c["promoted"] else 1.5}"/>'
-                        + _text(x, y + 1, f'{label(c)}  {c["verdict"]}', 11, "middle", "bold", COLOURS[state])
-                        + _text(x, y + 15, short(", ".join(c["failed"]) or score, 20), 9, "middle", fill="#444")
-                        + "</g>")
-    return _svg(width, height, body, "lineage tree", "tree")
 
 
 # ------------------------------------------------------------------ render: charts
@@ -171,35 +92,63 @@ def _axis(body, left, top, w, h, lo, hi, ticks=4, integer=False):
         v = lo + (hi - lo) * i / ticks
         y = top + h - h * i / ticks
         body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + w}" y2="{y:.1f}" stroke="#eee"/>')
-        body.append(_text(left - 6, y + 4, f"{v:.0f}" if integer else f"{v:.3g}", 9, "end", fill="#666"))
+        body.append(text(left - 6, y + 4, f"{v:.0f}" if integer else f"{v:.3g}", 9, "end", fill="#666"))
     body.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + h}" stroke="#999"/>')
     body.append(f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="#999"/>')
 
 
+PROBES = "#6a1b9a"  # the marker where the probe set changed
+
+
+def _probe_changes(cands: list[dict]) -> list[tuple[int, str]]:
+    """(i, why) where candidate i was judged on another probe set than the one before it in the chart."""
+    out, before = [], None
+    for i, c in enumerate(cands):
+        digest = c.get("probes")
+        if digest and before and digest != before[1]:
+            out.append((i, f"probe set changed: {label(before[0])} was judged on {short(before[1], 19)}, "
+                           f"{label(c)} on {short(digest, 19)}"))
+        before = (c, digest) if digest else before
+    return out
+
+
 def render_metric_chart(data: dict, key: str, title: str, integer: bool) -> str:
-    """One metric per candidate (filled: promoted), its parent value, and the threshold it was judged by."""
+    """One metric per candidate (filled: promoted), its parent value, the threshold it was judged by, and
+    where the probe set changed. A value the gate did not judge (the first generation's tone drift) does
+    not set the axis: past it, it sits greyed on the axis edge, its value in a note."""
     cands = [c for c in data["candidates"] if c["metrics"] and finite(c["metrics"].get(key))]
     slot, left, top, h = 64, 48, 30, 150
     w = max(240, slot * len(cands))
     values = [c["metrics"][key] for c in cands]
     crit: list[Any] = [next((k for k in c["criteria"] if k.get("name") == key), None) for c in cands]
-    thresholds = [k.get("threshold") if k and finite(k.get("threshold")) else None for k in crit]
+    judged = [k is None or k.get("applicable", True) is not False for k in crit]
+    thresholds = [k.get("threshold") if k and j and finite(k.get("threshold")) else None
+                  for k, j in zip(crit, judged, strict=True)]
     parents = [(c["metrics"]["parent"] or {}).get(key) for c in cands]
-    everything = [v for v in values + thresholds + parents if finite(v)]
+    everything = [v for v, j in zip(values, judged, strict=True) if j] + thresholds + parents
     if key in ("recall", "generalize"):
         lo, hi = 0.0, 1.0
     else:
-        lo, hi = 0.0, max(everything + [0.1 if not integer else 4]) * 1.15
-    y = lambda v: top + h - h * (v - lo) / ((hi - lo) or 1)  # noqa: E731
-    body = [_text(left, 16, title, 12, weight="bold")]
+        lo, hi = 0.0, max([v for v in everything if finite(v)] + [0.1 if not integer else 4]) * 1.15
+    y = lambda v: top + h - h * (min(max(v, lo), hi) - lo) / ((hi - lo) or 1)  # noqa: E731
+    off = [(c, v) for c, v, j in zip(cands, values, judged, strict=True) if not j and not lo <= v <= hi]
+    notes = [f'{"▲" if v > hi else "▼"} {label(c)} {fmt(v)}: not judged (exempt), off the axis' for c, v in off]
+    body = [text(left, 16, title, 12, weight="bold")]
     _axis(body, left, top, w, h, lo, hi, integer=integer)
+    for i, why in _probe_changes(cands):
+        x = left + i * slot
+        body.append(f'<g class="probe-change" data-candidate="{esc(label(cands[i]))}"><title>{esc(why)}</title>'
+                    f'<line x1="{x}" y1="{top}" x2="{x}" y2="{top + h}" stroke="{PROBES}" stroke-width="1.5" '
+                    'stroke-dasharray="2 3"/>'
+                    + text(x - 3, top + 3, "probe set changed", 8, "end", fill=PROBES,
+                           extra=f' transform="rotate(-90 {x - 3} {top + 3})"') + "</g>")
     steps = []
     for i, (_c, t) in enumerate(zip(cands, thresholds, strict=True)):
         if t is None:
             continue
         x1, x2 = left + i * slot + 6, left + (i + 1) * slot - 6
         steps.append(f"M{x1:.1f} {y(t):.1f} H{x2:.1f}")
-        body.append(_text(x2, y(t) - 3, f'{crit[i]["op"]} {fmt(t)}', 8, "end", fill=THRESHOLD))
+        body.append(text(x2, y(t) - 3, f'{crit[i]["op"]} {fmt(t)}', 8, "end", fill=THRESHOLD))
     if steps:
         body.append(f'<path class="threshold" d="{" ".join(steps)}" stroke="{THRESHOLD}" stroke-width="2" '
                     'stroke-dasharray="5 3" fill="none"/>')
@@ -211,21 +160,28 @@ def render_metric_chart(data: dict, key: str, title: str, integer: bool) -> str:
     for i, (c, v, p) in enumerate(zip(cands, values, parents, strict=True)):
         cx = left + i * slot + slot / 2
         state = state_of(c["verdict"])
-        judged = crit[i] is None or crit[i].get("applicable", True)
         if finite(p):
             body.append(f'<rect x="{cx - 4:.1f}" y="{y(p) - 4:.1f}" width="8" height="8" fill="none" stroke="#999" '
                         f'transform="rotate(45 {cx:.1f} {y(p):.1f})"><title>parent {esc(fmt(p))}</title></rect>')
-        fill = COLOURS[state] if c["promoted"] and judged else "#fff"
+        fill = COLOURS[state] if c["promoted"] and judged[i] else "#fff"
         tip = f"{label(c)} {title} {fmt(v)}"
         tip += f', threshold {crit[i]["op"]} {fmt(thresholds[i])}' if thresholds[i] is not None else ""
-        tip += "" if judged else f' (not judged: {crit[i].get("note")})'
-        body.append(f'<circle class="point {state}" data-candidate="{esc(label(c))}" cx="{cx:.1f}" cy="{y(v):.1f}" '
-                    f'r="5" fill="{fill}" stroke="{COLOURS[state] if judged else "#999"}" stroke-width="2">'
-                    f'<title>{esc(tip)}</title></circle>')
-        body.append(_text(cx, top + h + 14, label(c), 9, "middle", fill="#444"))
+        tip += "" if judged[i] else f' (not judged: {crit[i].get("note")})'
+        outside = not judged[i] and not lo <= v <= hi
+        kind = state + (" exempt" if not judged[i] else "") + (" off-axis" if outside else "")
+        body.append(f'<circle class="point {kind}" '
+                    f'data-candidate="{esc(label(c))}" cx="{cx:.1f}" cy="{y(v):.1f}" r="5" fill="{fill}" '
+                    f'stroke="{COLOURS[state] if judged[i] else "#999"}" stroke-width="2"><title>{esc(tip)}</title>'
+                    "</circle>")
+        if outside:
+            body.append(text(cx + 8, y(v) + 4, f'{"▲" if v > hi else "▼"} {fmt(v)}', 8, fill="#999"))
+        body.append(text(cx, top + h + 14, label(c), 9, "middle", fill="#444"))
+    for n, note in enumerate(notes):
+        body.append(text(left, top + h + 30 + n * 12, note, 9, fill="#777", extra=' class="axis-note"'))
     if not cands:
-        body.append(_text(left + 10, top + h / 2, "no candidate has metrics yet", 11, fill="#888"))
-    return _svg(left + w + 12, top + h + 24, body, f"{title} per candidate", f"metric-chart metric-{key}")
+        body.append(text(left + 10, top + h / 2, "no candidate has metrics yet", 11, fill="#888"))
+    return figure(left + w + 12, top + h + 24 + 12 * len(notes), body, f"{title} per candidate",
+                  f"metric-chart metric-{key}")
 
 
 def render_delta_heatmap(data: dict) -> str:
@@ -233,12 +189,12 @@ def render_delta_heatmap(data: dict) -> str:
     cands = [c for c in data["candidates"] if c["metrics"]]
     deltas = sorted({d for c in cands for d in c["metrics"]["recall_by_delta"]})
     cell_w, cell_h, left, top = 74, 30, 130, 34
-    body = [_text(4, 14, "recall per delta (cell: child; below: change from parent)", 12, weight="bold")]
+    body = [text(4, 14, "recall per delta (cell: child; below: change from parent)", 12, weight="bold")]
     for i, c in enumerate(cands):
-        body.append(_text(left + i * cell_w + cell_w / 2, top - 6, label(c), 10, "middle", fill="#444"))
+        body.append(text(left + i * cell_w + cell_w / 2, top - 6, label(c), 10, "middle", fill="#444"))
     for r, d in enumerate(deltas):
         y = top + r * cell_h
-        body.append(_text(left - 6, y + cell_h / 2 + 4, short(d, 20), 10, "end", fill="#444"))
+        body.append(text(left - 6, y + cell_h / 2 + 4, short(d, 20), 10, "end", fill="#444"))
         for i, c in enumerate(cands):
             x = left + i * cell_w
             v = c["metrics"]["recall_by_delta"].get(d)
@@ -247,7 +203,7 @@ def render_delta_heatmap(data: dict) -> str:
             failed = crit is not None and crit.get("applicable", True) and not crit.get("passed")
             if not finite(v):
                 body.append(f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}" fill="#f5f5f5"/>'
-                            + _text(x + cell_w / 2, y + cell_h / 2 + 4, "–", 10, "middle", fill="#aaa"))
+                            + text(x + cell_w / 2, y + cell_h / 2 + 4, "–", 10, "middle", fill="#aaa"))
                 continue
             hue = max(0.0, min(1.0, v)) * 120
             change = f"{v - pv:+.2f}" if finite(pv) else "new"
@@ -256,11 +212,11 @@ def render_delta_heatmap(data: dict) -> str:
                         f'{esc(", parent " + fmt(pv)) if finite(pv) else ""}{" (FAILED)" if failed else ""}</title>'
                         f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}" '
                         f'fill="hsl({hue:.0f},55%,72%)" stroke="{COLOURS["FAIL"] if failed else "none"}" '
-                        f'stroke-width="3"/>' + _text(x + cell_w / 2, y + 13, f"{v:.2f}", 10, "middle", "bold")
-                        + _text(x + cell_w / 2, y + 25, change, 8, "middle", fill="#333") + "</g>")
+                        f'stroke-width="3"/>' + text(x + cell_w / 2, y + 13, f"{v:.2f}", 10, "middle", "bold")
+                        + text(x + cell_w / 2, y + 25, change, 8, "middle", fill="#333") + "</g>")
     if not deltas:
-        body.append(_text(left, top + 20, "no per-delta recall recorded yet", 11, fill="#888"))
-    return _svg(max(left + len(cands) * cell_w + 10, 420), top + max(len(deltas), 1) * cell_h + 10, body,
+        body.append(text(left, top + 20, "no per-delta recall recorded yet", 11, fill="#888"))
+    return figure(max(left + len(cands) * cell_w + 10, 420), top + max(len(deltas), 1) * cell_h + 10, body,
                 "recall per delta", "delta-heatmap")
 
 
@@ -268,17 +224,17 @@ def render_loss_chart(data: dict) -> str:
     """Training loss per candidate (dashed: a run that did not complete)."""
     curves = [(c, c["loss_curve"]) for c in data["candidates"] if len(c["loss_curve"]) > 0]
     left, top, w, h = 48, 30, 520, 200
-    body = [_text(left, 16, "training loss", 12, weight="bold")]
+    body = [text(left, 16, "training loss", 12, weight="bold")]
     if not curves:
-        body.append(_text(left + 10, top + 40, "no loss curves recorded yet", 11, fill="#888"))
-        return _svg(left + w + 170, top + 60, body, "training loss", "loss-chart")
+        body.append(text(left + 10, top + 40, "no loss curves recorded yet", 11, fill="#888"))
+        return figure(left + w + 170, top + 60, body, "training loss", "loss-chart")
     steps = [s for _, pts in curves for s, _ in pts]
     losses = [v for _, pts in curves for _, v in pts]
     s_hi = max(steps) or 1
     lo, hi = min(losses), max(losses)
     lo, hi = (lo - 0.5, hi + 0.5) if hi == lo else (lo - (hi - lo) * 0.05, hi + (hi - lo) * 0.05)
     _axis(body, left, top, w, h, lo, hi)
-    body.append(_text(left + w, top + h + 24, f"step (max {s_hi:.0f})", 9, "end", fill="#666"))
+    body.append(text(left + w, top + h + 24, f"step (max {s_hi:.0f})", 9, "end", fill="#666"))
     for i, (c, pts) in enumerate(curves):
         colour = PALETTE[i % len(PALETTE)]
         dashed = "" if c["budget_status"] == "COMPLETE" else ' stroke-dasharray="5 3"'
@@ -288,25 +244,25 @@ def render_loss_chart(data: dict) -> str:
                     f'final loss {esc(fmt(pts[-1][1]))}</title></polyline>')
         ly = top + 10 + i * 16
         body.append(f'<line x1="{left + w + 14}" y1="{ly}" x2="{left + w + 34}" y2="{ly}" stroke="{colour}" '
-                    f'stroke-width="2"{dashed}/>' + _text(left + w + 40, ly + 4, f'{label(c)} ({c["verdict"]})', 10))
-    return _svg(left + w + 170, max(top + h + 30, top + 20 + len(curves) * 16), body, "training loss", "loss-chart")
+                    f'stroke-width="2"{dashed}/>' + text(left + w + 40, ly + 4, f'{label(c)} ({c["verdict"]})', 10))
+    return figure(left + w + 170, max(top + h + 30, top + 20 + len(curves) * 16), body, "training loss", "loss-chart")
 
 
 def render_budget(data: dict) -> str:
     """Budget used per candidate as a share of the limit it ran under; over the line is red."""
     cands = [c for c in data["candidates"] if any(finite(b["used"]) for b in c["budget"])]
     left, cell_w, row_h, top = 90, 150, 26, 34
-    body = [_text(4, 14, "budget used (share of the policy limit the run was held to)", 12, weight="bold")]
+    body = [text(4, 14, "budget used (share of the policy limit the run was held to)", 12, weight="bold")]
     for k, (_, _, unit) in enumerate(BUDGET):
-        body.append(_text(left + k * cell_w + 4, top - 8, unit, 10, fill="#444"))
+        body.append(text(left + k * cell_w + 4, top - 8, unit, 10, fill="#444"))
     for r, c in enumerate(cands):
         y = top + r * row_h
-        body.append(_text(left - 6, y + 15, label(c), 10, "end", fill=COLOURS[state_of(c["verdict"])]))
+        body.append(text(left - 6, y + 15, label(c), 10, "end", fill=COLOURS[state_of(c["verdict"])]))
         for k, b in enumerate(c["budget"]):
             x, used, limit = left + k * cell_w + 4, b["used"], b["limit"]
             bar_w = cell_w - 14
             if not finite(used):
-                body.append(_text(x, y + 15, "–", 10, fill="#aaa"))
+                body.append(text(x, y + 15, "–", 10, fill="#aaa"))
                 continue
             share = used / limit if finite(limit) and limit > 0 else None
             fill = COLOURS["FAIL"] if share is not None and share > 1 else "#1565c0"
@@ -317,11 +273,11 @@ def render_budget(data: dict) -> str:
                         f'<rect x="{x}" y="{y + 3}" width="{bar_w * shown:.1f}" height="18" fill="{fill}"/>'
                         f'<line x1="{x + bar_w / 1.25:.1f}" y1="{y + 1}" x2="{x + bar_w / 1.25:.1f}" y2="{y + 23}" '
                         f'stroke="#222" stroke-width="1.5"/>'
-                        + _text(x + 3, y + 16, f"{fmt(used)}" + (f" ({share:.0%})" if share is not None else ""), 9,
+                        + text(x + 3, y + 16, f"{fmt(used)}" + (f" ({share:.0%})" if share is not None else ""), 9,
                                 fill="#000") + "</g>")
     if not cands:
-        body.append(_text(left, top + 20, "no budget usage recorded yet", 11, fill="#888"))
-    return _svg(left + len(BUDGET) * cell_w + 10, top + max(len(cands), 1) * row_h + 8, body, "budget used", "budget")
+        body.append(text(left, top + 20, "no budget usage recorded yet", 11, fill="#888"))
+    return figure(left + len(BUDGET) * cell_w + 10, top + max(len(cands), 1) * row_h + 8, body, "budget used", "budget")
 
 
 # ------------------------------------------------------------------ render: the page
