@@ -19,7 +19,7 @@ from ..core.canonical import digest_bytes, digest_obj
 from ..core.errors import UsageError
 from ..core.policy import Policy
 from ..core.settings import OVERRIDES, Settings, load_yaml, merge_params, overrides_text, parse_overrides
-from ..store import journal, ledger, refs, transaction, waiting
+from ..store import journal, ledger, protected_state, refs, transaction, waiting
 from ..store.journal import Operation
 
 log = logging.getLogger("lineage")
@@ -107,6 +107,10 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
                 progress(f"{branch}: running the pipeline (dvc repro)" + (
                     "; it takes the outputs of the dvc repro you ran and re-runs only what changed"
                     if carried else ""))
+            # DVC learns from this file whether the protected branch moved since the outputs were made
+            protected_state.refresh(store)
+            if carried:  # the gate names the attempt in its card: judge again on this branch
+                (root / "reports" / "gate.json").unlink(missing_ok=True)
             run = dvc.repro(root, echo=progress)
             verdict, failed, criteria, composite, reason = _outcome(root, run)
             _log_run(store, generation, run.returncode == 0, verdict, failed, reason)
