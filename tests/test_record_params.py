@@ -12,7 +12,7 @@ import json
 import pygit2
 import pytest
 import yaml
-from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
+from conftest import clone_store, lineage, one_error, refs, relaxed_tiny, sh, trained_g000
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +157,33 @@ def test_dvc_status_reports_parent_changed_when_main_moves(story, tmp_path):
     on_candidate(store)
     # a threshold is the gate's alone: prepare (data rules) and train (budget) stay as they were
     assert changed_params(store) == {"parent": {"served"}, "gate": {"policy"}}
+
+
+def without_era2(story, tmp_path):
+    """A copy of the story whose era 2 no longer waits: its data is G001's again, as after the rollback."""
+    store = clone_store(story["store"], tmp_path / "luna")
+    (store / ".git" / "lineage" / "pending" / "d002-era2.jsonl.dvc").unlink()
+    return store
+
+
+def test_propose_refuses_to_retrain_the_recipe_of_a_rolled_back_generation(story, tmp_path):
+    store = without_era2(story, tmp_path)
+    before = refs(store)
+    proc = lineage(store, "propose", "--name", "r", "-S", "train.max_steps=7", check=False)
+    one_error(proc.returncode, proc.stderr, "this recipe is exactly G001's, which was rolled back "
+              "(reason: G001 was an experiment)", exit_code=2)
+    assert "--again" in proc.stderr and "lineage data add" in proc.stderr
+    assert refs(store) == before  # no branch, tag, generation number or log event
+    assert sh(["git", "status", "--porcelain"], store).stdout == ""
+
+
+@pytest.mark.parametrize("extra", [["-S", "seed=99"], ["--again"]], ids=["another-seed", "again"])
+def test_another_seed_or_again_trains_the_recipe_of_a_rolled_back_generation(story, tmp_path, extra):
+    store = without_era2(story, tmp_path)
+    proc = lineage(store, "propose", "--name", "r", "-S", "train.max_steps=7", *extra, check=False,
+                   fault="propose:branched")  # killed once its branch exists: past the check, before training
+    assert "rolled back" not in proc.stderr
+    assert sh(["git", "rev-parse", "-q", "--verify", "candidates/G004-r"], store, check=False).returncode == 0
 
 
 def test_status_names_registered_data_waiting_and_where_it_waits(story):
