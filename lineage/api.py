@@ -119,9 +119,10 @@ def exam_show(store: PathLike = ".") -> exam_move.ExamView:
 # ---------------------------------------------------------------- moves
 
 
-def propose(store: PathLike = ".", name: str = "a", overrides: list[str] | None = None, progress=None) -> Proposal:
-    """Train a candidate from the protected tip, gate it, commit, push its data and freeze it."""
-    return propose_move.propose(_mutating(store), name, overrides, progress=progress)
+def propose(store: PathLike = ".", name: str = "a", overrides: list[str] | None = None, progress=None,
+            again: bool = False) -> Proposal:
+    """Train a candidate from the protected tip, gate it, commit, push data, freeze it (again: see moves.propose)."""
+    return propose_move.propose(_mutating(store), name, overrides, progress=progress, again=again)
 
 
 def promote(candidate: str, store: PathLike = ".") -> Promotion:

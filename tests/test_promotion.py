@@ -235,8 +235,8 @@ def test_python_load_returns_the_served_generation(store):
 
 
 def test_two_promoters_racing_from_one_tip_exactly_one_wins(store, keys):
-    for name in ("d", "e"):
-        assert "PASS" in lineage(store, "propose", "--name", name).stdout
+    for name in ("d", "e"):  # G002's recipe, which main rolled back: trained again on purpose
+        assert "PASS" in lineage(store, "propose", "--name", name, "--again").stdout
     before = tip(store)
     branches = [b for b in sh(["git", "branch", "--list", "candidates/*"], store).stdout.split()
                 if b.endswith(("-d", "-e"))]

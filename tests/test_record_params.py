@@ -12,7 +12,7 @@ import json
 import pygit2
 import pytest
 import yaml
-from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
+from conftest import clone_store, lineage, one_error, refs, relaxed_tiny, sh, trained_g000
 
 pytestmark = pytest.mark.slow
 
@@ -106,12 +106,84 @@ def test_the_next_plain_propose_after_a_rollback_does_not_reproduce_the_rolled_b
     assert json.loads(show(store, "candidates/G003-q", "reports/parent.json"))["generation"] == "G000"
 
 
-def test_after_a_promote_dvc_status_is_clean_but_for_the_stages_that_always_run_and_no_data_waits(story, tmp_path):
+def changed_params(store) -> dict[str, set[str]]:
+    """stage -> the keys of .lineage/protected.yaml (what main holds) that `dvc status` says changed for it."""
+    out = {}
+    for stage, entries in json.loads(sh(["dvc", "status", "--json"], store).stdout or "{}").items():
+        for entry in entries:
+            keys = entry.get("changed deps", {}).get(".lineage/protected.yaml") if isinstance(entry, dict) else None
+            if isinstance(keys, dict):
+                out[stage] = set(keys)
+    return out
+
+
+def on_candidate(store, candidate: str = "candidates/G003-q") -> dict:
+    """Check a candidate out with its outputs; return `dvc status` there (stage -> changes)."""
+    sh(["git", "checkout", "-q", candidate], store)
+    sh(["dvc", "checkout", "-q"], store)
+    return json.loads(sh(["dvc", "status", "--json"], store).stdout or "{}")
+
+
+def served(store) -> str:
+    return yaml.safe_load((store / ".lineage" / "protected.yaml").read_text())["served"]["generation"]
+
+
+def test_after_a_promote_dvc_status_names_only_the_parent_main_now_serves_and_no_data_waits(story, tmp_path):
     store = clone_store(story["store"], tmp_path / "luna")
     lineage(store, "promote", "candidates/G003-q")
-    status = sh(["dvc", "status", "--json"], store).stdout
-    assert set(json.loads(status)) <= {"parent", "gate"}
+    # main serves G003 now, so a run here would train G003's child: parent says so, nothing else does
+    status = json.loads(sh(["dvc", "status", "--json"], store).stdout)
+    assert status == {"parent": [{"changed deps": {".lineage/protected.yaml": {"served": "modified"}}}]}
     assert json.loads(lineage(store, "--json", "status", "--no-remote").stdout)["pending_data"] == []
+
+
+def test_dvc_status_reports_parent_changed_when_main_moves(story, tmp_path):
+    store = clone_store(story["store"], tmp_path / "luna")
+    assert on_candidate(store) == {}  # nothing moved since G003-q ran: "Data and pipelines are up to date."
+    assert "Data and pipelines are up to date." in sh(["dvc", "status"], store).stdout
+    # a plain git fast-forward of main (the hook allows it): the hook notes what main serves now
+    sh(["git", "fetch", "-q", ".", "candidates/G003-q:main"], store)
+    assert served(store) == "G003"
+    assert changed_params(store) == {"parent": {"served"}}
+    sh(["git", "checkout", "-q", "main"], store)
+    sh(["dvc", "checkout", "-q"], store)
+    lineage(store, "rollback", "--reason", "G003 regressed")
+    assert served(store) == "G000"
+    assert "served" in changed_params(store)["parent"]  # main's dvc.lock is G000's again, from the base
+    text = (store / "params.yaml").read_text()
+    (store / "params.yaml").write_text(text.replace("max_tone_drift: 1.0", "max_tone_drift: 0.9"))
+    sh(["git", "add", "params.yaml"], store)
+    lineage(store, "change", "--reason", "a tighter tone threshold")
+    on_candidate(store)
+    # a threshold is the gate's alone: prepare (data rules) and train (budget) stay as they were
+    assert changed_params(store) == {"parent": {"served"}, "gate": {"policy"}}
+
+
+def without_era2(story, tmp_path):
+    """A copy of the story whose era 2 no longer waits: its data is G001's again, as after the rollback."""
+    store = clone_store(story["store"], tmp_path / "luna")
+    (store / ".git" / "lineage" / "pending" / "d002-era2.jsonl.dvc").unlink()
+    return store
+
+
+def test_propose_refuses_to_retrain_the_recipe_of_a_rolled_back_generation(story, tmp_path):
+    store = without_era2(story, tmp_path)
+    before = refs(store)
+    proc = lineage(store, "propose", "--name", "r", "-S", "train.max_steps=7", check=False)
+    one_error(proc.returncode, proc.stderr, "this recipe is exactly G001's, which was rolled back "
+              "(reason: G001 was an experiment)", exit_code=2)
+    assert "--again" in proc.stderr and "lineage data add" in proc.stderr
+    assert refs(store) == before  # no branch, tag, generation number or log event
+    assert sh(["git", "status", "--porcelain"], store).stdout == ""
+
+
+@pytest.mark.parametrize("extra", [["-S", "seed=99"], ["--again"]], ids=["another-seed", "again"])
+def test_another_seed_or_again_trains_the_recipe_of_a_rolled_back_generation(story, tmp_path, extra):
+    store = without_era2(story, tmp_path)
+    proc = lineage(store, "propose", "--name", "r", "-S", "train.max_steps=7", *extra, check=False,
+                   fault="propose:branched")  # killed once its branch exists: past the check, before training
+    assert "rolled back" not in proc.stderr
+    assert sh(["git", "rev-parse", "-q", "--verify", "candidates/G004-r"], store, check=False).returncode == 0
 
 
 def test_status_names_registered_data_waiting_and_where_it_waits(story):

@@ -164,6 +164,15 @@ def read_blob(repo: Repo, commit: Commit | None, path: str) -> bytes | None:
     return obj.data if obj.type_str == "blob" else None
 
 
+def files_in(repo: Repo, commit: Commit | None, folder: str) -> dict[str, bytes]:
+    """The files directly in a folder of commit's tree: 'folder/name' -> bytes (none when absent)."""
+    try:
+        tree = repo[commit.tree[folder].id] if commit is not None else []
+    except KeyError:
+        return {}
+    return {f"{folder}/{e.name}": repo[e.id].data for e in tree if repo[e.id].type_str == "blob"}
+
+
 def entry_id(commit: Commit, path: str) -> str | None:
     """The object id of a tree entry (a blob or a whole folder), or None when absent."""
     try:

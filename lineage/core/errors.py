@@ -6,6 +6,7 @@ Hierarchy::
     ├── UsageError                    bad arguments or params (exit 2)
     │   ├── ParamsError               params.yaml: unknown key, wrong type
     │   ├── PolicyError               policy: unknown key, impossible threshold
+    │   ├── RolledBackRecipeError     propose would train exactly a rolled-back generation's recipe
     │   └── BadRequestError           lineage serve: a malformed or oversized HTTP request (HTTP 400)
     ├── StoreError                    the store itself is missing or inconsistent
     │   ├── NotAStoreError
@@ -72,6 +73,17 @@ def unknown_key_error(cls: type[_P], field: str, known: Collection[str], file: s
 
 class PolicyError(ParamsError):
     """The policy section is unknown, mistyped or impossible."""
+
+
+class RolledBackRecipeError(UsageError):
+    """propose would train exactly the recipe of a generation the protected branch rolled back."""
+
+    def __init__(self, generation: str, reason: str | None) -> None:
+        self.generation, self.reason = generation, reason
+        why = reason or "none given"
+        super().__init__(f"this recipe is exactly {generation}'s, which was rolled back (reason: {why})",
+                         "Change something (new data with 'lineage data add', or -S seed=N) or pass --again to "
+                         "train it anyway.")
 
 
 class StoreError(LineageError):

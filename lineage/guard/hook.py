@@ -1,7 +1,9 @@
 """Entry point of the reference-transaction hook: run the arbiter on protected-branch moves.
 
 The shell part of the hook (installed by `lineage init`) already filtered the lines, so this
-only starts for moves of the protected branch.
+only starts for moves of the protected branch: once when a move is prepared (the arbiter judges
+it; a refusal aborts it) and once when it is committed (.lineage/protected.yaml, DVC's change
+detector, notes what the branch now holds: store/protected_state.py).
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from pathlib import Path
 
 from ..adapters.git import open_repo
 from ..core.errors import LineageError
+from ..store import protected_state
+from ..store.root import Store
 from .arbiter import check_signed_move
 
 HOOK = ("""#!/bin/sh
-# lineage: the arbiter checks every move of the protected branch; other refs pass on this
-# shell fast path (no process is started for them).
-[ "$1" = prepared ] || exit 0
+# lineage: the arbiter checks every move of the protected branch, and once one is committed
+# .lineage/protected.yaml notes what the branch holds; other refs pass on this shell fast path
+# (no process is started for them).
+case "$1" in prepared|committed) ;; *) exit 0 ;; esac
 hit=
 while read -r old new ref; do
   case "$ref" in
@@ -27,7 +32,7 @@ while read -r old new ref; do
   esac
 done
 [ -z "$hit" ] && exit 0
-printf '%s' "$hit" | exec "{python}" -m lineage.guard.hook "{branch}"
+printf '%s' "$hit" | exec "{python}" -m lineage.guard.hook "{branch}" "$1"
 """)
 
 
@@ -70,10 +75,31 @@ def _packing(repo, old: str, branch: str) -> bool:
         f"{old} refs/heads/{branch}" in packed.read_text().splitlines()
 
 
+def note_move(repo, branch: str) -> int:
+    """After a committed move of the protected branch: rewrite .lineage/protected.yaml if it changed.
+
+    The move is done whatever happens here (git ignores this phase's exit status); a file left stale
+    only makes DVC's status wrong until `lineage propose` or any lineage move rewrites it.
+    """
+    if repo.workdir is None:
+        return 0  # a bare repository has no work tree to run DVC in
+    try:
+        protected_state.refresh(Store(Path(repo.workdir), repo, branch))
+    except Exception as exc:  # a bad dvc.lock or params.yaml on the branch, a full disk: warn, never fail
+        print(f"lineage: {protected_state.STATE_FILE} not rewritten: {exc}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    """Judge each protected-branch move git reports on stdin; exit 1 (git aborts) on the first refusal."""
+    """Judge each protected-branch move git reports on stdin; exit 1 (git aborts) on the first refusal.
+
+    With `committed` as the second argument the moves are done: note them, judge nothing.
+    """
     branch = argv[0] if argv else "main"
     repo = open_repo(".")
+    if argv[1:2] == ["committed"]:
+        sys.stdin.read()
+        return note_move(repo, branch)
     for line in sys.stdin.read().splitlines():
         if not line.strip():
             continue

@@ -177,8 +177,10 @@ def evolve(store, cycle: int | None = None, k: int | None = None, seeds: list[in
             _write_state(root, state)
             if progress:
                 progress(f"window {window}: candidate {cand['name']} (seed {cand['seed']}, {cand['strategy']})")
+            # again: a refusal here would leave the window half-run; skipping a candidate whose recipe is a
+            # rolled-back generation's is the window's own decision to make (not made yet)
             proposal = propose(store, cand["name"], [f"seed={cand['seed']}", f"data.strategy={cand['strategy']}"],
-                               progress=progress, generation=window)
+                               progress=progress, generation=window, again=True)
             cand.update(status="frozen", verdict=proposal.verdict, composite=proposal.composite,
                         failed=proposal.failed, commit=proposal.commit, branch=proposal.branch)
             _write_state(root, state)

@@ -117,17 +117,8 @@ def served_at(store, commit) -> dict[str, Any] | None:
 
 def delta_files(repo, commit) -> dict[str, bytes]:
     """Every registered delta's .dvc file in a commit: path -> bytes."""
-    out: dict[str, bytes] = {}
-    try:
-        tree = commit.tree["data/deltas"]
-    except KeyError:
-        return out
-    for entry in repo[tree.id]:
-        if entry.name.endswith(".dvc"):
-            blob = git.read_blob(repo, commit, f"{DELTAS}{entry.name}")
-            if blob is not None:
-                out[f"{DELTAS}{entry.name}"] = blob
-    return out
+    return {path: blob for path, blob in git.files_in(repo, commit, DELTAS.rstrip("/")).items()
+            if path.endswith(".dvc")}
 
 
 def delta_id(dvc_path: str) -> str:

@@ -20,7 +20,7 @@ from ..core.exam import EXAM_DIR, KINDS, exam_path, parse_items
 from ..core.policy import Policy
 from ..core.settings import OVERRIDES, Settings
 from ..guard.attest import attest
-from ..store import keys, ledger
+from ..store import keys, ledger, protected_state
 
 # Registered data waits staged for its candidate: never part of an approved change.
 PENDING_DATA = ("data/deltas/*.dvc", "data/deltas/.gitignore")
@@ -120,4 +120,5 @@ def commit_paths_attested(store, paths: list[str], message: str, action: str) ->
                           signing_key=keys.signing_key(store.root))  # git's own signature too (verify-commit)
     attest(store, new, action)
     git.update_ref(store.root, store.protected_ref, new, old, reason=f"lineage {action}: {message.splitlines()[0]}")
+    protected_state.refresh(store)
     return new

@@ -14,8 +14,8 @@ from ..core.policy import Policy
 from ..core.settings import OVERRIDES, Settings, run_params
 from ..guard.hook import install
 from ..guard.signers import SIGNERS_FILE, adopt
-from ..store import registry
-from ..store.root import identity_env
+from ..store import protected_state, registry
+from ..store.root import Store, identity_env
 
 TEMPLATE_FILES = ("dvc.yaml", "params.yaml", OVERRIDES, "stages/parent.py", "stages/prepare.py", "stages/train.py",
                   "stages/eval.py", "stages/gate.py")
@@ -174,4 +174,5 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
         committed = git.commit(root, "lineage: make this repository a store\n\nLineage-Init: 1",
                                env=identity_env(root))
     install(repo.path, protected_branch)
+    protected_state.refresh(Store(root, repo, protected_branch))  # DVC's view of the protected branch
     return InitResult(str(root), protected_branch, remote_url, created, committed)

@@ -19,7 +19,7 @@ from ..core.canonical import digest_bytes, digest_obj
 from ..core.errors import UsageError
 from ..core.policy import Policy
 from ..core.settings import OVERRIDES, Settings, load_yaml, merge_params, overrides_text, parse_overrides
-from ..store import journal, ledger, refs, transaction, waiting
+from ..store import journal, ledger, protected_state, recipe, refs, transaction, waiting
 from ..store.journal import Operation
 
 log = logging.getLogger("lineage")
@@ -66,13 +66,16 @@ def write_overrides(root: Path, overrides: list[str], candidate: str) -> None:
 
 
 def propose(store, name: str = "a", overrides: list[str] | None = None, progress=None,
-            generation: str | None = None) -> Proposal:
+            generation: str | None = None, again: bool = False) -> Proposal:
     """Fork a candidate from the protected tip, run the pipeline, commit, push data, freeze.
 
     A failed or over-budget run is committed and frozen the same way, with its reason.
 
+    again: train even when the recipe is exactly that of a generation the protected branch rolled back.
+
     Raises:
         UsageError: a bad candidate name, or the candidate exists already.
+        RolledBackRecipeError: the recipe is exactly a rolled-back generation's (and not again).
         DirtyTreeError: the work tree has changes of its own.
     """
     carried = transaction.require_clean(store, allow_outputs=True)
@@ -83,6 +86,8 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
         raise UsageError(f"candidate name {name!r} must be lowercase letters or digits", "Use e.g. --name a.")
     root, repo = store.root, store.repo
     overridden_params(root, overrides or [])  # refuse a typo in -S before anything is created
+    if not again:  # training is deterministic: the same recipe would only make that generation again
+        recipe.refuse_rolled_back(store, overrides or [])
     tip = store.tip()
     parent_gen = refs.served_generation(tip) if tip is not None else None
     generation = generation or refs.next_generation(repo)  # a window's candidates share one number
@@ -107,6 +112,10 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
                 progress(f"{branch}: running the pipeline (dvc repro)" + (
                     "; it takes the outputs of the dvc repro you ran and re-runs only what changed"
                     if carried else ""))
+            # DVC learns from this file whether the protected branch moved since the outputs were made
+            protected_state.refresh(store)
+            if carried:  # the gate names the attempt in its card: judge again on this branch
+                (root / "reports" / "gate.json").unlink(missing_ok=True)
             run = dvc.repro(root, echo=progress)
             verdict, failed, criteria, composite, reason = _outcome(root, run)
             _log_run(store, generation, run.returncode == 0, verdict, failed, reason)

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from ..adapters import dvc, git
-from ..store import journal, ledger, refs, transaction, waiting
+from ..store import journal, ledger, protected_state, refs, transaction, waiting
 from ..store.journal import Operation
 from ..store.locks import clear_stale_locks, describe_locks
 from .promote import Promotion, finish_promote
@@ -43,6 +43,7 @@ def recover(store) -> list[str]:
         if note:
             notes.append(note)
             log.info("recovered: %s", note)
+    protected_state.refresh(store)  # a killed move may have moved the branch with hooks off, or not at all
     return notes
 
 

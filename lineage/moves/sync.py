@@ -8,7 +8,7 @@ from ..adapters import dvc, git, git_remote
 from ..core import faults
 from ..core.errors import ArbiterRefusedError, IntegrityError, StoreError
 from ..guard import verdict
-from ..store import registry, waiting
+from ..store import protected_state, registry, waiting
 
 PUSH_REFSPECS = ["refs/heads/{protected}:refs/heads/{protected}", "refs/heads/candidates/*:refs/heads/candidates/*",
                  "refs/tags/lineage/*:refs/tags/lineage/*", "refs/lineage/log:refs/lineage/log"]
@@ -107,6 +107,7 @@ def pull(store, remote: str = "hub") -> dict:
         moved = True
     dvc.pull(root)
     waiting.restore(store)  # dvc's checkout drops the data of deltas that wait for the next propose
+    protected_state.refresh(store)  # a fresh clone has none yet
     return {"remote": remote, "protected_moved": moved}
 
 

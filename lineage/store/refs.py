@@ -39,19 +39,27 @@ def generation_of_name(name: str) -> str | None:
     return match.group(0) if match else None
 
 
-def served_generation(commit) -> str | None:
-    """The generation a protected-branch commit serves (following rollbacks).
+def serving_commit(commit):
+    """The promotion or rollback that makes a protected-branch commit serve what it serves, or None.
 
     Approved changes and the init commit serve whatever generation came before them: a Generation
     or Rollback-To trailer on an approved change is never read (the arbiter refuses such a commit).
     """
     while commit is not None:
         info = git.trailers(commit.message)
-        served = None if "Approved-Change" in info else info.get("Rollback-To") or info.get("Generation")
-        if served:
-            return served
+        if "Approved-Change" not in info and (info.get("Rollback-To") or info.get("Generation")):
+            return commit
         commit = commit.parents[0] if commit.parents else None
     return None
+
+
+def served_generation(commit) -> str | None:
+    """The generation a protected-branch commit serves (following rollbacks)."""
+    serving = serving_commit(commit)
+    if serving is None:
+        return None
+    info = git.trailers(serving.message)
+    return info.get("Rollback-To") or info.get("Generation")
 
 
 def action_of(commit) -> str | None:

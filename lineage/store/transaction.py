@@ -14,7 +14,7 @@ from pathlib import Path
 from ..adapters import dvc, git
 from ..core.errors import ArbiterRefusedError, DirtyTreeError, StoreError
 from ..core.settings import OVERRIDES
-from . import keys, ledger, refs, waiting
+from . import keys, ledger, protected_state, refs, waiting
 from .locks import describe_locks, lasting_lock, work_tree_lock
 
 # What a pipeline run leaves in the work tree; dropped when a command goes home.
@@ -50,6 +50,8 @@ def move_refs(store, updates: list[tuple[str, str, str | None]], event: str, gen
         log_new = ledger.build(store, event, generation, data, log_old)
         proc = git.update_refs(root, [*updates, (ledger.LOG_REF, log_new, log_old)])
         if proc.returncode == 0:
+            if any(name == store.protected_ref for name, _new, _old in updates):
+                protected_state.refresh(store)  # the hook did too, unless hooks are off
             return
         for name, _new, old in updates:
             if git.rev_parse(root, name) != old:

@@ -134,13 +134,15 @@ def corpus_exam(ctx, era: int, out_file: str) -> None:
 @cli.command()
 @click.option("--name", default="a", show_default=True, help="Candidate letter/name: candidates/G{NNN}-{name}.")
 @click.option("-S", "--set", "overrides", multiple=True, help="Override a param for this candidate: key.sub=value.")
+@click.option("--again", is_flag=True, help="Train even when the recipe (parent, params, data, stages) is exactly "
+                                            "that of a generation main rolled back.")
 @click.pass_context
-def propose(ctx, name: str, overrides: tuple[str, ...]) -> None:
+def propose(ctx, name: str, overrides: tuple[str, ...], again: bool) -> None:
     """Train a candidate from the protected tip, gate it, commit, push data and freeze it."""
     from .. import api
 
     o = out(ctx)
-    p = api.propose(".", name, list(overrides), progress=o.info)
+    p = api.propose(".", name, list(overrides), progress=o.info, again=again)
     rows = [[c["name"], c["observed"], f'{c["op"]} {c["threshold"]}', "" if c["parent"] is None else c["parent"],
              "n.a." if not c.get("applicable", True) else ("PASS" if c["passed"] else "FAIL")] for c in p.criteria]
     text = [f"{p.generation} on {p.branch} ({p.commit[:12]}), parent {p.parent or 'base'}: {p.verdict}"]
