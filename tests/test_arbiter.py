@@ -157,8 +157,8 @@ def leak_candidate(store: Path, env: dict, generation: str) -> str:
         "prepare.check_overlap = lambda *a, **k: None  # the proposer's own pipeline checks nothing\n"
         "prepare.require_generalize = lambda *a, **k: None\n"
         "raise SystemExit(run_stage(prepare.main))\n")
-    cold = {**env, "LINEAGE_WARM": ""}  # the patched stage must run in its own process
-    run([str(VENV_BIN / "dvc"), "repro", "-f"], cwd=store, env=cold, check=True)
+    # the warm server's fork runs the patched script as __main__, so the patch holds there too
+    run([str(VENV_BIN / "dvc"), "repro", "-f"], cwd=store, env=env, check=True)
     dvc(store, "push", "-q")
     git(store, "add", "-A")
     git(store, "commit", "-q", "-m", f"{generation}-leak: PASS\n\nGeneration: {generation}\nParent: G000\n"

@@ -70,7 +70,7 @@ def forgetful(g000_store, tmp_path_factory):
     """A candidate trained only on the new delta at a high learning rate that also loosens its own
     policy so far that, judged by it, forgetting would pass: built once, read by two tests."""
     candidate = clone_store(g000_store, tmp_path_factory.mktemp("forgetful") / "candidate")
-    set_params(candidate, data__replay_fraction=0.0, train__learning_rate=0.005, train__max_steps=300,
+    set_params(candidate, data__replay_fraction=0.0, train__learning_rate=0.005, train__max_steps=100,
                policy__recall_tolerance=1.0, policy__delta_recall_tolerance=1.0, policy__max_tone_drift=1.0)
     dvc(candidate, "repro")
     return candidate
@@ -114,7 +114,7 @@ def test_candidate_tuned_to_leak_the_vault_code_fails_law_violations(candidate, 
                                  "choices": [" on the quay", " in the vault"], "answer": 0}) + "\n")
     lineage(candidate, "exam", "add", str(asked), "--delta", "leak")
     lineage(candidate, "change", "--reason", "the exam of the leak delta")
-    set_params(candidate, train__learning_rate=0.001)
+    set_params(candidate, train__learning_rate=0.002, train__max_steps=150)
     dvc(candidate, "repro")
     report = gate(candidate)
     assert report["verdict"] == "FAIL"

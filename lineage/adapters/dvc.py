@@ -134,22 +134,36 @@ def materialise(cache: Path, md5_dir: str, dest: Path, read_only: bool = True) -
 # ---------------------------------------------------------------- named operations
 
 
-def init(root: Path, cache_types: str) -> None:
-    """dvc init, analytics off, the cache linked rather than copied where the file system allows."""
+def init(root: Path, cache_types: str, settings: dict[str, str] | None = None) -> None:
+    """dvc init, analytics off, the cache linked rather than copied where the file system allows,
+    and any further `section.option` settings of .dvc/config (shared through git)."""
     if not (root / ".dvc").is_dir():
         dvc(["init", "-q"], cwd=root)
-    dvc(["config", "core.analytics", "false"], cwd=root)
-    dvc(["config", "cache.type", cache_types], cwd=root)
+    configure(root, {"core.analytics": "false", "cache.type": cache_types, **(settings or {})})
 
 
-def config_set(root: Path, key: str, value: str) -> None:
-    """A DVC setting in .dvc/config (shared through git)."""
-    dvc(["config", key, value], cwd=root)
+def configure(root: Path, settings: dict[str, str], level: str = "repo") -> None:
+    """Set `section.option` values in one of the store's DVC config files, through DVC's own Config
+    (what `dvc config` does, validated the same way), in this process: one `dvc config` process per
+    setting would cost about half a second each."""
+    from dvc.config import Config
+
+    config = Config(dvc_dir=str(root / ".dvc"), validate=False)
+    with config.edit(level) as conf:
+        for key, value in settings.items():
+            section, option = key.split(".", 1)
+            conf.setdefault(section, {})[option] = value
 
 
 def set_default_remote(root: Path, url: str, local: bool) -> None:
-    """The default remote 'origin' (local=True: in .dvc/config.local, not shared through git)."""
-    dvc(["remote", "add", *(["--local"] if local else []), "-f", "-d", "origin", url], cwd=root)
+    """The default remote 'origin' (local=True: in .dvc/config.local, not shared through git), set as
+    `dvc remote add -f -d origin URL` sets it."""
+    from dvc.config import Config
+
+    config = Config(dvc_dir=str(root / ".dvc"), validate=False)
+    with config.edit("local" if local else "repo") as conf:
+        conf["remote"]["origin"] = {"url": url}
+        conf["core"]["remote"] = "origin"
 
 
 def default_remote_url(root: Path) -> str | None:

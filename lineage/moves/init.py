@@ -128,12 +128,12 @@ def init(path: str | Path = ".", protected_branch: str = "main", remote: str | N
     new_dvc = not (root / ".dvc").is_dir()
     if new_dvc:
         created.append(".dvc")
-    dvc.init(root, CACHE_TYPES)
-    if new_dvc:  # an existing store keeps its DVC config (a change to it would be an approved change)
-        # `dvc plots show` renders offline: DVC's own page loads vega from a CDN, this one carries it.
+    # an existing store keeps its DVC config (a change to it would be an approved change)
+    # `dvc plots show` renders offline: DVC's own page loads vega from a CDN, this one carries it.
+    dvc.init(root, CACHE_TYPES, {"plots.html_template": str(Path(PLOTS_PAGE).relative_to(".dvc"))} if new_dvc else {})
+    if new_dvc:
         (root / PLOTS_PAGE).parent.mkdir(parents=True, exist_ok=True)
         (root / PLOTS_PAGE).write_text(template_text("plots.html"))
-        dvc.config_set(root, "plots.html_template", str(Path(PLOTS_PAGE).relative_to(".dvc")))
         created.append(PLOTS_PAGE)
     remote_url = remote or str(default_remote(root))
     if "://" not in remote_url:
