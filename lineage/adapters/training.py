@@ -39,6 +39,26 @@ def pick_backend(requested: str) -> str:
     return requested
 
 
+def free_cpu_threads() -> int | None:
+    """Torch's CPU threads for a run: the cores other processes leave free, at least one; None when
+    OMP_NUM_THREADS is set (the user's choice) or the load cannot be read.
+
+    On a shared 2-core machine two trainings that each spin two OpenMP threads slow each other down
+    many times over (measured: the README tour's first generation ran 0.3 steps/s with two threads
+    beside two other trainings, while a one-thread run beside the same two finished its 600 steps, and
+    all the rest of its benchmark world, in 242 s). This process counts for about one in the load
+    average. The thread count can change float rounding: the log line says when it was lowered.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    try:
+        cores = len(os.sched_getaffinity(0))
+        others = max(0.0, os.getloadavg()[0] - 1.0)
+    except (AttributeError, OSError):
+        return None
+    return max(1, min(cores, round(cores - others)))
+
+
 def peak_memory_mb() -> float:
     """Peak memory of this run: GPU memory on a GPU, resident memory on a CPU."""
     import torch
@@ -334,6 +354,11 @@ def train(parent_dir: Path, records: list[dict], train_params: dict, seed: int, 
     started = time.monotonic()
     result = TrainResult()
     set_seed(seed)
+    threads = free_cpu_threads() if not torch.cuda.is_available() else None
+    if threads is not None and threads < torch.get_num_threads():
+        log.info("train: %d CPU thread(s): the machine is busy (load %.1f on %d cores)", threads,
+                 os.getloadavg()[0], len(os.sched_getaffinity(0)))
+        torch.set_num_threads(threads)
     parent_mb = _dir_mb(parent_dir)
     if parent_mb > budget.max_output_mb * (1.0 if train_params["finetune"] == "full" else 4.0):
         raise BudgetExceededError("max_output_mb (too small to start: the parent alone is larger)",
