@@ -324,3 +324,21 @@ def test_a_local_safetensors_base_is_linked_in_read_only(prepared_store, tmp_pat
     copied = sorted(p.relative_to(prepared_store / "models/parent").as_posix()
                     for p in (prepared_store / "models/parent").rglob("*") if p.is_file())
     assert copied == sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("load, cores, threads", [(0.2, 2, 2), (1.3, 2, 2), (2.6, 2, 1), (4.6, 2, 1), (3.0, 8, 6)])
+def test_training_uses_the_cores_other_processes_leave_free(monkeypatch, load, cores, threads):
+    from lineage.adapters import training
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert training.free_cpu_threads() == threads
+
+
+def test_omp_num_threads_set_by_the_user_wins_over_the_load(monkeypatch):
+    from lineage.adapters import training
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert training.free_cpu_threads() is None
