@@ -1,7 +1,8 @@
 """A training recipe: everything a run's stages consume that decides what they train.
 
-Training is seeded and deterministic, so two runs with the same recipe make the same weights: a
-propose whose recipe equals a rolled-back generation's would only make that generation again.
+Training is seeded, so two runs with the same recipe make the same weights (up to float rounding
+when the CPU thread count differs: adapters/training.py): a propose whose recipe equals a
+rolled-back generation's would only make that generation again.
 The recipe is read from records both sides have (a generation's own commit; the protected tip and
 the registered data for the next run), never from a new field, so every generation ever promoted
 can be compared.

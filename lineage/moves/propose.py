@@ -86,7 +86,7 @@ def propose(store, name: str = "a", overrides: list[str] | None = None, progress
         raise UsageError(f"candidate name {name!r} must be lowercase letters or digits", "Use e.g. --name a.")
     root, repo = store.root, store.repo
     overridden_params(root, overrides or [])  # refuse a typo in -S before anything is created
-    if not again:  # training is deterministic: the same recipe would only make that generation again
+    if not again:  # training is seeded: the same recipe would only make that generation again
         recipe.refuse_rolled_back(store, overrides or [])
     tip = store.tip()
     parent_gen = refs.served_generation(tip) if tip is not None else None

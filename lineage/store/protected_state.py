@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
-from ..adapters import dvc, git
+from ..adapters import git
 from ..core.canonical import digest_obj
 from ..core.exam import KINDS, exam_path
-from . import refs
+from . import refs, weights
 
 STATE_FILE = ".lineage/protected.yaml"
 HEADER = ("# Written by lineage: what the protected branch holds now (served generation, exam, policy).\n"
@@ -50,7 +50,7 @@ def read_state(repo, protected: str) -> dict[str, Any]:
     served = None
     # the weights the parent stage would materialise: those the tip's dvc.lock names (an approved change
     # never touches dvc.lock, so they are the serving promotion's or rollback's)
-    child = dvc.lock_outs(git.read_blob(repo, tip, "dvc.lock")).get("train", {}).get("models/child") or {}
+    child = weights.lock_child(repo, tip) or {}
     if child.get("md5"):
         serving = refs.serving_commit(tip)
         served = {"generation": refs.served_generation(tip), "commit": None if serving is None else str(serving.id),

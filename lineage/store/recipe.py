@@ -14,12 +14,12 @@ from typing import Any
 
 import yaml
 
-from ..adapters import dvc, git
+from ..adapters import git
 from ..core.canonical import digest_bytes
 from ..core.errors import ParamsError, RolledBackRecipeError, UsageError
 from ..core.recipe import RECIPE_PARAMS, Recipe, rolled_back_twin
 from ..core.settings import OVERRIDES, Settings, merge_params, parse_overrides
-from . import refs, waiting
+from . import refs, waiting, weights
 
 DELTAS = "data/deltas"
 PIPELINE = ("dvc.yaml", "stages")
@@ -68,7 +68,7 @@ def next_recipe(store, overrides: list[str]) -> Recipe:
     params.yaml and deltas are the tip's, with deltas staged by hand among them.
     """
     tip = store.tip()
-    child = dvc.lock_outs(git.read_blob(store.repo, tip, "dvc.lock")).get("train", {}).get("models/child") or {}
+    child = weights.lock_child(store.repo, tip) or {}
     params = yaml.safe_load((store.root / "params.yaml").read_text()) or {}
     dvc_files: dict[str, bytes | str] = {f"{DELTAS}/{p.name}": p.read_text()
                                          for p in sorted((store.root / DELTAS).glob("*.dvc"))}

@@ -15,13 +15,18 @@ HASHES_CSV = "reports/train/hashes.csv"
 MANIFEST = "reports/train/manifest.json"
 
 
+def lock_child(repo, commit) -> dict | None:
+    """The train stage's models/child entry in a commit's dvc.lock (its DVC md5 and size), or None."""
+    return dvc.lock_outs(git.read_blob(repo, commit, "dvc.lock")).get("train", {}).get(CHILD) or None
+
+
 def child_md5(repo, commit) -> str:
     """The DVC directory md5 of a commit's trained weights.
 
     Raises:
         IntegrityError: dvc.lock records no models/child.
     """
-    out = dvc.lock_outs(git.read_blob(repo, commit, "dvc.lock")).get("train", {}).get(CHILD)
+    out = lock_child(repo, commit)
     if not out:
         raise IntegrityError(f"commit {str(commit.id)[:12]}", "dvc.lock records no models/child")
     return str(out["md5"])
@@ -49,7 +54,7 @@ def ensure_cached(root: Path, commit, md5: str, what: str) -> None:
 def served(store) -> dict | None:
     """The generation the protected tip serves (commit, DVC md5, manifest, hashes), or None."""
     commit = store.tip()
-    child = dvc.lock_outs(git.read_blob(store.repo, commit, "dvc.lock")).get("train", {}).get(CHILD)
+    child = lock_child(store.repo, commit)
     if not child:
         return None
     manifest = json.loads(git.read_blob(store.repo, commit, MANIFEST) or b"{}")
