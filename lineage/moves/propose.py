@@ -171,7 +171,7 @@ def finish_propose(store, op: Operation) -> str:
     """
     root, d = store.root, op.data
     if git.rev_parse(root, f"refs/heads/{d['branch']}") == d["base"]:
-        if d["completed"] and dvc.push(root).returncode != 0:
+        if d["completed"] and not dvc.push(root):
             log.warning("dvc push failed; the data stays in the local cache until 'lineage push'")
         faults.point("propose:pushed")
         git.add_all(root)
