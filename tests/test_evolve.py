@@ -15,33 +15,19 @@ from conftest import clone_store, lineage, relaxed_tiny, sh, trained_g000
 
 pytestmark = pytest.mark.slow
 
-TINY = relaxed_tiny(1, 150, budget_steps=None, train={"learning_rate": 0.003},
-                    evolve={"k": 3, "max_concurrent_experiments": 3, "cooldown_cycles": 0, "evo_period_cycles": 2})
+# A tiny G000 pre-trained long enough to know era 0, whose gentle children can honestly beat it on
+# the composite score (the window proposes only a candidate above HEAD's); a fraction of the
+# template model's cost. Every test here starts from it (one G000 built per run).
+TAUGHT = relaxed_tiny(300, 150, budget_steps=None, train={"learning_rate": 0.0003},
+                      evolve={"k": 2, "max_concurrent_experiments": 3, "cooldown_cycles": 0, "evo_period_cycles": 2})
 
 
 def events(store):
     return [json.loads(x) for x in lineage(store, "log", "--format", "jsonl").stdout.splitlines()]
 
 
-@pytest.fixture(scope="module")
-def g000(tmp_path_factory):
-    return trained_g000(tmp_path_factory, TINY)
-
-
 @pytest.fixture
-def store(g000, tmp_path):
-    return clone_store(g000, tmp_path / "luna")
-
-
-# A tiny G000 pre-trained long enough to know era 0, whose gentle children can honestly beat it on
-# the composite score (the window proposes only a candidate above HEAD's); a fraction of the
-# template model's cost.
-TAUGHT = relaxed_tiny(300, 150, budget_steps=None, train={"learning_rate": 0.0003},
-                      evolve={"k": 2, "max_concurrent_experiments": 3, "cooldown_cycles": 0, "evo_period_cycles": 1})
-
-
-@pytest.fixture
-def taught_store(tmp_path_factory, tmp_path):
+def store(tmp_path_factory, tmp_path):
     return clone_store(trained_g000(tmp_path_factory, TAUGHT), tmp_path / "luna")
 
 
@@ -57,8 +43,7 @@ def test_bad_window_requests_are_refused_and_nothing_moves(store, args, message)
     assert sh(["git", "for-each-ref"], store).stdout == before
 
 
-def test_window_runs_k_candidates_freezes_all_and_proposes_the_best(taught_store):
-    store = taught_store
+def test_window_runs_k_candidates_freezes_all_and_proposes_the_best(store):
     out = lineage(store, "evolve").stdout
     assert "rank" in out and "G001-a" in out and "G001-b" in out
     tags = sh(["git", "tag", "-l", "lineage/frozen/G001-*"], store).stdout.split()
@@ -115,8 +100,7 @@ def test_interrupted_window_is_resumed_and_the_half_done_candidate_frozen_aborte
     assert json.loads(path.read_text())["state"] == "IDLE"
 
 
-def test_autonomy_auto_promotes_a_data_only_candidate_without_a_person(taught_store):
-    store = taught_store
+def test_autonomy_auto_promotes_a_data_only_candidate_without_a_person(store):
     params = yaml.safe_load((store / "params.yaml").read_text())
     params["policy"]["autonomy"] = "auto"
     (store / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
