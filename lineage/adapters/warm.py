@@ -28,7 +28,10 @@ from pathlib import Path
 
 ENV = "LINEAGE_WARM"
 CHILD_ENV = "LINEAGE_WARM_CHILD"  # set in a fork: a stage run by the server never delegates again
-PRELOAD = ("torch", "transformers", "trl", "datasets", "peft", "dvclive", "safetensors.torch", "tokenizers")
+# Libraries only (lineage's own modules are imported by each fork: some read the environment at import).
+# pygit2 serves the parent, prepare and gate stages; dvc.repo is what dvclive opens in every training run.
+PRELOAD = ("torch", "transformers", "trl", "datasets", "peft", "dvclive", "safetensors.torch", "tokenizers",
+           "pygit2", "dvc.repo", "dvc.scm", "dvc.output", "dvc.stage", "scmrepo.git")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _LEN = struct.Struct(">I")
 
