@@ -227,7 +227,9 @@ def clone_store(src: Path, dest: Path) -> Path:
     remote = Path(str(src) + ".dvc-remote")
     if remote.is_dir():
         shutil.copytree(remote, Path(str(dest) + ".dvc-remote"), symlinks=True)
-        sh([str(VENV_BIN / "dvc"), "remote", "modify", "--local", "origin", "url", str(dest) + ".dvc-remote"], dest)
+        from lineage.adapters.dvc import set_default_remote  # DVC's own Config, without a dvc process
+
+        set_default_remote(dest, str(dest) + ".dvc-remote", local=True)
     return dest
 
 
