@@ -13,6 +13,7 @@ and writes bench/results/<case>.json; none is a pass/fail test):
     storage    DVC cache growth per generation, full weights vs LoRA, against the model's size
     arbiter    `lineage arbiter evaluate` of a candidate vs that candidate's training time
     warm       `dvc repro` with stages forked from a warm server vs a process per stage
+    dvc_calls  lineage's data operations through DVC's Python API in-process vs the dvc CLI
     serve      `lineage serve`: requests/s, p50/p99 at steady state and during a promotion's and a
                rollback's cut-over (20 s per size; baseline: the steady phase of the same server)
     validity   the gate's confusion matrix: seven kinds of candidate per seed (one that earned main,
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import arbiter  # noqa: E402
 import common  # noqa: E402
+import dvc_calls  # noqa: E402
 import gate_validity  # noqa: E402
 import hooks  # noqa: E402
 import promotion_size  # noqa: E402
@@ -125,6 +127,7 @@ CASES = {
     "storage": (storage.add_arguments, storage.run),
     "arbiter": (arbiter.add_arguments, arbiter.run),
     "warm": (warm.add_arguments, warm.run),
+    "dvc_calls": (dvc_calls.add_arguments, dvc_calls.run),
     "validity": (gate_validity.add_arguments, gate_validity.run),
     "serve": (serve.add_arguments, serve.run),
 }
