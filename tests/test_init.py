@@ -165,6 +165,18 @@ def test_init_with_an_explicit_remote_prints_it(tmp_path):
     assert remote.is_dir()
 
 
+def test_status_without_a_dvc_remote_names_it_and_the_command_that_adds_one(tmp_path):
+    store = init_store(tmp_path / "store")
+    dvc(store, "remote", "remove", "--local", "origin", check=True)
+    code, out, err = run_cli("status", cwd=store)
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith("DVC remote:"))
+    assert "no remote specified" in line and "dvc remote add -d <remote name> <remote url>" in line, line
+    code, out, err = run_cli("--json", "status", cwd=store)
+    shown = json.loads(out)
+    assert shown["remote_in_sync"] is None and "dvc remote add -d" in shown["remote_detail"]
+
+
 @pytest.mark.parametrize("name", TEMPLATE_FILES)
 def test_bundled_template_matches_the_project_store(name):
     # The project repository is itself a store: its pipeline files are the template, byte for byte.

@@ -212,9 +212,8 @@ def _repo(root: str | Path) -> Iterator[Repo]:
 
 
 def _reason(exc: BaseException) -> str:
-    """DVC's own reason, one line."""
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
+    """DVC's own reason on one line (its messages put the fix on lines of their own)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def add(root: Path, path: str) -> None:
