@@ -91,14 +91,20 @@ def lock_outs(lock_text: bytes | str | None) -> dict[str, dict[str, dict]]:
 def cache_dir(root: str | Path) -> Path:
     """The DVC cache directory of the store (honours a configured cache.dir), as `dvc cache dir` prints
     it: read through DVC's own Config in this process (a dvc process would cost a third of a second)."""
+    config = _config(root)
+    configured = config["cache"].get("dir") if config is not None else None
+    return Path(configured) if configured else Path(os.path.abspath(Path(root) / ".dvc" / "cache"))
+
+
+def _config(root: str | Path):
+    """The store's DVC configuration, every level merged as the dvc CLI reads it; None when it does not
+    parse (the CLI would stop there with a config error)."""
     from dvc.config import Config, ConfigError
 
-    dvc_dir = Path(root) / ".dvc"
     try:
-        configured = Config(dvc_dir=str(dvc_dir))["cache"].get("dir")
+        return Config(dvc_dir=str(Path(root) / ".dvc"))
     except ConfigError:
-        configured = None
-    return Path(configured) if configured else Path(os.path.abspath(dvc_dir / "cache"))
+        return None
 
 
 def cache_path(cache: Path, md5: str) -> Path:
@@ -186,11 +192,8 @@ def set_default_remote(root: Path, url: str, local: bool) -> None:
 def default_remote_url(root: Path) -> str | None:
     """The URL of the default remote, or None (what `dvc remote default` and `dvc remote list` say,
     read through DVC's Config in this process)."""
-    from dvc.config import Config, ConfigError
-
-    try:
-        config = Config(dvc_dir=str(Path(root) / ".dvc"))
-    except ConfigError:
+    config = _config(root)
+    if config is None:
         return None
     name = config["core"].get("remote")
     url = config["remote"].get(name, {}).get("url") if name else None
