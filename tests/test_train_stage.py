@@ -342,3 +342,17 @@ def test_omp_num_threads_set_by_the_user_wins_over_the_load(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
     assert training.free_cpu_threads() is None
+
+
+def test_resuming_after_a_kill_mid_write_of_dvclives_files_drops_what_was_cut(tmp_path):
+    from lineage.adapters import training
+
+    live = tmp_path / "live"
+    plot = live / "plots" / "metrics" / "train" / "loss.tsv"
+    plot.parent.mkdir(parents=True)
+    plot.write_text("step\ttrain/loss\n0\t6.5\n1\t6.1\n2\t5.")  # the kill came mid-row
+    (live / "metrics.json").write_text("")  # ... or while the summary was rewritten
+    callback = training._dvclive_callback(live, resume=True)  # DVCLive's resume parsed the empty summary
+    assert callback is not None
+    assert plot.read_text() == "step\ttrain/loss\n0\t6.5\n1\t6.1\n"
+    assert not (live / "metrics.json").exists()

@@ -193,6 +193,8 @@ def _dvclive_callback(live_dir: Path, resume: bool):
     from dvclive import Live
     from transformers import TrainerCallback
 
+    if resume:
+        _drop_half_written(live_dir)
     live = Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=False, report=None)
 
     class LiveCallback(TrainerCallback):
@@ -211,6 +213,23 @@ def _dvclive_callback(live_dir: Path, resume: bool):
             live.end()
 
     return LiveCallback()
+
+
+def _drop_half_written(live_dir: Path) -> None:
+    """What a run killed mid-write left incomplete in DVCLive's folder: an empty or cut summary (DVCLive's
+    resume would fail parsing it; it is written whole again at the next logged step) and a plot row
+    without its line end (the resumed run would append to it)."""
+    summary = live_dir / "metrics.json"
+    try:
+        json.loads(summary.read_text())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        summary.unlink(missing_ok=True)
+    for plot in live_dir.glob("plots/**/*.tsv"):
+        text = plot.read_text()
+        if text and not text.endswith("\n"):
+            plot.write_text(text[:text.rfind("\n") + 1])
 
 
 def _dvclive_untrained(live_dir: Path) -> None:
